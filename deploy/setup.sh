@@ -32,8 +32,10 @@ else
   say "Debian packages: installed ${#missing[@]}"
 fi
 
-if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
-  say "CUDA: nvcc found ($( (command -v nvcc || echo /usr/local/cuda/bin/nvcc) )); the CUDA backend will be built"
+nvcc=$(command -v nvcc || true)
+[ -z "$nvcc" ] && [ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ] && nvcc="${CUDA_HOME:-/usr/local/cuda}/bin/nvcc"
+if [ -n "$nvcc" ]; then
+  say "CUDA: nvcc found ($nvcc); the CUDA backend will be built"
 else
   say "CUDA: nvcc not found; skipped (the build uses the CPU backend only; install the CUDA toolkit for the GPU backend)"
 fi

@@ -186,8 +186,8 @@ static void call_dispatch(svc_server *s, svc_call *c)
         }
     }
     if (res.status != BI_OK)
-        BI_LOGD(NULL, "call %llu: %s: %s", (unsigned long long)call_id,
-                bi_status_name(res.status), res.message);
+        BI_LOGD(NULL, "call %llu: %s: %s", (unsigned long long)call_id, bi_status_name(res.status),
+                res.message);
     if (env)
         braid__v1__rpc_request__free_unpacked(env, NULL);
     nng_msg_free(c->req);

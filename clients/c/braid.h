@@ -57,10 +57,10 @@ braid_status braid_client_create(const char *url, int timeout_ms, braid_client *
 void braid_client_destroy(braid_client *c);
 
 typedef struct braid_health {
-    int serving;       /* 1 when the service is ready for requests */
-    char version[32];  /* braidd version */
-    char backend[16];  /* "cpu", "cuda" or "none" */
-    char model[128];   /* loaded model name, "" if none */
+    int serving;      /* 1 when the service is ready for requests */
+    char version[32]; /* braidd version */
+    char backend[16]; /* "cpu", "cuda" or "none" */
+    char model[128];  /* loaded model name, "" if none */
     uint64_t uptime_ms;
 } braid_health;
 

@@ -14,8 +14,7 @@ static void usage(FILE *f)
                "Commands:\n"
                "  health      print whether braidd is serving, its version and model\n\n"
                "Options:\n"
-               "  --address URL   braidd address (default " DEFAULT_ADDRESS
-               ", env BRAID_ADDRESS)\n"
+               "  --address URL   braidd address (default " DEFAULT_ADDRESS ", env BRAID_ADDRESS)\n"
                "  --timeout MS    per-call timeout in milliseconds (default 30000)\n"
                "  --help          print this help\n");
 }

@@ -65,8 +65,7 @@ bi_status bi_log_level_parse(const char *name, bi_log_level *out)
     return BI_INVALID_ARGUMENT;
 }
 
-void bi_log_write(bi_log_level level, const char *module, const char *req_id, const char *fmt,
-                  ...)
+void bi_log_write(bi_log_level level, const char *module, const char *req_id, const char *fmt, ...)
 {
     if (!bi_log_enabled(level) || !fmt)
         return;
@@ -100,8 +99,8 @@ int bi_log_format(const bi_log_record *rec, char *buf, size_t size)
     char when[32];
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
     static const char *const tags[] = {"DEBUG", "INFO ", "WARN ", "ERROR", "OFF  "};
-    const char *tag = (rec->level >= BI_LOG_DEBUG && rec->level <= BI_LOG_OFF) ? tags[rec->level]
-                                                                               : "?    ";
+    const char *tag =
+        (rec->level >= BI_LOG_DEBUG && rec->level <= BI_LOG_OFF) ? tags[rec->level] : "?    ";
     if (rec->req_id)
         return snprintf(buf, size, "%s.%03dZ %s %s [req %s] %s", when, ms, tag, rec->module,
                         rec->req_id, rec->message);

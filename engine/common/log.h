@@ -57,8 +57,8 @@ bi_status bi_log_level_parse(const char *name, bi_log_level *out);
 
 /* Formats and delivers one record. module may be NULL ("braid"); req_id may be
  * NULL. Prefer the BI_LOG* macros below. */
-void bi_log_write(bi_log_level level, const char *module, const char *req_id, const char *fmt,
-                  ...) __attribute__((format(printf, 4, 5)));
+void bi_log_write(bi_log_level level, const char *module, const char *req_id, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* A ready-made sink writing one line per record to user (a FILE *), or to
  * stderr when user is NULL:
@@ -75,10 +75,10 @@ int bi_log_format(const bi_log_record *rec, char *buf, size_t size);
 #define BI_LOG_MODULE "braid"
 #endif
 
-#define BI_LOG(level, req, ...)                                                                \
-    do {                                                                                       \
-        if (bi_log_enabled(level))                                                             \
-            bi_log_write((level), BI_LOG_MODULE, (req), __VA_ARGS__);                          \
+#define BI_LOG(level, req, ...)                                                                    \
+    do {                                                                                           \
+        if (bi_log_enabled(level))                                                                 \
+            bi_log_write((level), BI_LOG_MODULE, (req), __VA_ARGS__);                              \
     } while (0)
 #define BI_LOGD(req, ...) BI_LOG(BI_LOG_DEBUG, req, __VA_ARGS__)
 #define BI_LOGI(req, ...) BI_LOG(BI_LOG_INFO, req, __VA_ARGS__)

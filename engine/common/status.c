@@ -18,8 +18,7 @@ static const struct status_info grpc_info[] = {
     [BI_NOT_FOUND] = {"NOT_FOUND", "not found", BI_NOT_FOUND},
     [BI_ALREADY_EXISTS] = {"ALREADY_EXISTS", "already exists", BI_ALREADY_EXISTS},
     [BI_PERMISSION_DENIED] = {"PERMISSION_DENIED", "permission denied", BI_PERMISSION_DENIED},
-    [BI_RESOURCE_EXHAUSTED] = {"RESOURCE_EXHAUSTED", "resource exhausted",
-                               BI_RESOURCE_EXHAUSTED},
+    [BI_RESOURCE_EXHAUSTED] = {"RESOURCE_EXHAUSTED", "resource exhausted", BI_RESOURCE_EXHAUSTED},
     [BI_FAILED_PRECONDITION] = {"FAILED_PRECONDITION", "failed precondition",
                                 BI_FAILED_PRECONDITION},
     [BI_ABORTED] = {"ABORTED", "aborted", BI_ABORTED},
@@ -34,12 +33,11 @@ static const struct status_info grpc_info[] = {
 static const struct status_info ext_info[] = {
     [BI_NOMEM - BI_STATUS_EXTENDED] = {"NOMEM", "out of host memory", BI_RESOURCE_EXHAUSTED},
     [BI_IO - BI_STATUS_EXTENDED] = {"IO", "input/output error", BI_UNAVAILABLE},
-    [BI_BAD_FORMAT - BI_STATUS_EXTENDED] = {"BAD_FORMAT", "malformed file or data",
-                                            BI_INVALID_ARGUMENT},
-    [BI_UNSUPPORTED - BI_STATUS_EXTENDED] = {"UNSUPPORTED", "unsupported feature",
-                                             BI_UNIMPLEMENTED},
-    [BI_KV_FULL - BI_STATUS_EXTENDED] = {"KV_FULL", "KV cache pool is full",
-                                         BI_RESOURCE_EXHAUSTED},
+    [BI_BAD_FORMAT -
+        BI_STATUS_EXTENDED] = {"BAD_FORMAT", "malformed file or data", BI_INVALID_ARGUMENT},
+    [BI_UNSUPPORTED -
+        BI_STATUS_EXTENDED] = {"UNSUPPORTED", "unsupported feature", BI_UNIMPLEMENTED},
+    [BI_KV_FULL - BI_STATUS_EXTENDED] = {"KV_FULL", "KV cache pool is full", BI_RESOURCE_EXHAUSTED},
     [BI_DEVICE - BI_STATUS_EXTENDED] = {"DEVICE", "GPU device error", BI_INTERNAL},
     [BI_NO_DEVICE - BI_STATUS_EXTENDED] = {"NO_DEVICE", "no usable GPU", BI_UNAVAILABLE},
 };

@@ -31,13 +31,13 @@ typedef enum bi_status {
     BI_UNAUTHENTICATED = 16,
 
     BI_STATUS_EXTENDED = 100,
-    BI_NOMEM = 100,        /* host allocation failed */
-    BI_IO = 101,           /* a system call on a file or socket failed */
-    BI_BAD_FORMAT = 102,   /* a file (model, tokenizer, config) is malformed */
-    BI_UNSUPPORTED = 103,  /* valid input we do not handle (architecture, dtype) */
-    BI_KV_FULL = 104,      /* the KV page pool has no room, even after eviction */
-    BI_DEVICE = 105,       /* a CUDA / cuBLAS call failed */
-    BI_NO_DEVICE = 106,    /* a GPU was required and none is usable */
+    BI_NOMEM = 100,       /* host allocation failed */
+    BI_IO = 101,          /* a system call on a file or socket failed */
+    BI_BAD_FORMAT = 102,  /* a file (model, tokenizer, config) is malformed */
+    BI_UNSUPPORTED = 103, /* valid input we do not handle (architecture, dtype) */
+    BI_KV_FULL = 104,     /* the KV page pool has no room, even after eviction */
+    BI_DEVICE = 105,      /* a CUDA / cuBLAS call failed */
+    BI_NO_DEVICE = 106,   /* a GPU was required and none is usable */
     BI_STATUS_END_
 } bi_status;
 

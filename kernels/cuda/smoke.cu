@@ -12,8 +12,7 @@ static __global__ void saxpy_kernel(float *__restrict__ y, const float *__restri
         y[i] = a * x[i] + y[i];
 }
 
-extern "C" bi_status krn_smoke_saxpy(float *y, const float *x, float a, long n,
-                                     cudaStream_t stream)
+extern "C" bi_status krn_smoke_saxpy(float *y, const float *x, float a, long n, cudaStream_t stream)
 {
     if (n < 0 || (n > 0 && (!x || !y)))
         return BI_INVALID_ARGUMENT;

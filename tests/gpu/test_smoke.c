@@ -15,14 +15,14 @@
 
 #include "cuda/krn_smoke.h"
 
-#define CHECK_CUDA(call)                                                                        \
-    do {                                                                                        \
-        cudaError_t e_ = (call);                                                                \
-        if (e_ != cudaSuccess) {                                                                \
-            fprintf(stderr, "FAIL %s:%d %s: %s\n", __FILE__, __LINE__, #call,                   \
-                    cudaGetErrorString(e_));                                                    \
-            return 1;                                                                           \
-        }                                                                                       \
+#define CHECK_CUDA(call)                                                                           \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) {                                                                   \
+            fprintf(stderr, "FAIL %s:%d %s: %s\n", __FILE__, __LINE__, #call,                      \
+                    cudaGetErrorString(e_));                                                       \
+            return 1;                                                                              \
+        }                                                                                          \
     } while (0)
 
 int main(void)

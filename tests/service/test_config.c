@@ -43,9 +43,9 @@ static void test_config_flags(void **state)
     (void)state;
     svc_config cfg;
     char err[256];
-    const char *argv[] = {"braidd",      "--listen",        "tcp://0.0.0.0:1",
-                          "--listen=ipc:///tmp/x", "--log-level", "debug",
-                          "--max-calls", "8",        "--grace=2.5"};
+    const char *argv[] = {"braidd",      "--listen", "tcp://0.0.0.0:1", "--listen=ipc:///tmp/x",
+                          "--log-level", "debug",    "--max-calls",     "8",
+                          "--grace=2.5"};
     assert_int_equal(parse(&cfg, err, 9, argv), BI_OK);
     assert_int_equal(cfg.n_listen, 2);
     assert_string_equal(cfg.listen[1], "ipc:///tmp/x");
