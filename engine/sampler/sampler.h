@@ -1,0 +1,93 @@
+/*
+ * sampler.h - turning logits into the next token, per request.
+ *
+ * Order of operations (as in vLLM / HF): penalties (repetition on prompt and
+ * generated tokens; presence and frequency on generated tokens), temperature,
+ * then top-k, top-p and min-p filtering, then a draw from the seeded RNG.
+ * temperature == 0 is greedy (argmax after penalties; ties to the lowest id).
+ * Logprobs are the log-softmax of the processed logits before filtering (what
+ * the model, after penalties and temperature, assigns), reported for the chosen
+ * token and the top n.
+ *
+ * A sampler is owned by one request and used from one thread at a time.
+ */
+#ifndef ENG_SAMPLER_H
+#define ENG_SAMPLER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/status.h"
+
+#define ENG_MAX_LOGPROBS 20
+
+typedef struct eng_sampling_params {
+    float temperature;        /* >= 0; 0 = greedy. Default 1 */
+    int top_k;                /* <= 0 = off */
+    float top_p;              /* (0, 1]; 1 = off */
+    float min_p;              /* [0, 1); 0 = off */
+    float repetition_penalty; /* > 0; 1 = off (HF semantics: divide positive logits, multiply negative) */
+    float presence_penalty;   /* [-2, 2]; 0 = off (OpenAI semantics) */
+    float frequency_penalty;  /* [-2, 2]; 0 = off */
+    uint64_t seed;            /* same seed, same params, same logits -> same tokens */
+    int n_logprobs;           /* 0..ENG_MAX_LOGPROBS top alternatives to report; -1 = no logprobs */
+} eng_sampling_params;
+
+/* The defaults above (temperature 1, everything else off, n_logprobs -1). */
+void eng_sampling_params_default(eng_sampling_params *p);
+
+/* BI_INVALID_ARGUMENT with a message naming the parameter and its valid range
+ * for NaN, infinite or out-of-range values. */
+bi_status eng_sampling_params_validate(const eng_sampling_params *p, char *err, size_t err_size);
+
+typedef struct eng_logprob_entry {
+    int32_t token;
+    float logprob;
+} eng_logprob_entry;
+
+typedef struct eng_logprobs {
+    eng_logprob_entry chosen;
+    int n_top;
+    eng_logprob_entry top[ENG_MAX_LOGPROBS]; /* best first */
+} eng_logprobs;
+
+typedef struct eng_sampler eng_sampler;
+
+/* Creates a sampler for a vocabulary of vocab_size tokens; params must be
+ * valid. Free with eng_sampler_destroy (NULL is fine). */
+bi_status eng_sampler_create(const eng_sampling_params *params, int vocab_size,
+                             eng_sampler **out);
+void eng_sampler_destroy(eng_sampler *s);
+
+/* Records prompt tokens (they count for the repetition penalty only). Ids out
+ * of range are BI_INVALID_ARGUMENT. */
+bi_status eng_sampler_add_prompt(eng_sampler *s, const int32_t *ids, size_t n);
+
+/* Chooses the next token from logits[vocab_size] (modified in place), records
+ * it as generated, and fills *lp when lp is not NULL and logprobs were asked
+ * for. Non-finite logits are treated as -inf; all -inf is BI_INTERNAL. */
+bi_status eng_sampler_sample(eng_sampler *s, float *logits, int32_t *token, eng_logprobs *lp);
+
+/*
+ * Stop strings over a token stream. Text arrives in pieces; the matcher holds
+ * back the tail that could still be the start of a stop string, so a client
+ * never sees text that a later piece turns into a stop.
+ */
+typedef struct eng_stop_matcher eng_stop_matcher;
+
+/* stops: n strings (copied). Empty strings are ignored. */
+bi_status eng_stop_matcher_create(const char *const *stops, size_t n, eng_stop_matcher **out);
+void eng_stop_matcher_destroy(eng_stop_matcher *m);
+
+/* Feeds text; writes into out (capacity out_cap) the text now safe to emit and
+ * sets *stopped when a stop string completed (the emitted text ends before
+ * it; the stop string itself is not emitted). BI_OUT_OF_RANGE if out is too
+ * small (out_cap >= len + longest stop string is always enough). */
+bi_status eng_stop_matcher_feed(eng_stop_matcher *m, const char *text, size_t len, char *out,
+                                size_t out_cap, size_t *out_len, bool *stopped);
+
+/* At the end of the stream: the held-back text, which is no stop. */
+bi_status eng_stop_matcher_flush(eng_stop_matcher *m, char *out, size_t out_cap, size_t *out_len);
+
+#endif
