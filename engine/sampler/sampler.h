@@ -27,7 +27,8 @@ typedef struct eng_sampling_params {
     int top_k;                /* <= 0 = off */
     float top_p;              /* (0, 1]; 1 = off */
     float min_p;              /* [0, 1); 0 = off */
-    float repetition_penalty; /* > 0; 1 = off (HF semantics: divide positive logits, multiply negative) */
+    float repetition_penalty; /* > 0; 1 = off (HF semantics: divide positive logits, multiply
+                                 negative) */
     float presence_penalty;   /* [-2, 2]; 0 = off (OpenAI semantics) */
     float frequency_penalty;  /* [-2, 2]; 0 = off */
     uint64_t seed;            /* same seed, same params, same logits -> same tokens */
@@ -56,13 +57,17 @@ typedef struct eng_sampler eng_sampler;
 
 /* Creates a sampler for a vocabulary of vocab_size tokens; params must be
  * valid. Free with eng_sampler_destroy (NULL is fine). */
-bi_status eng_sampler_create(const eng_sampling_params *params, int vocab_size,
-                             eng_sampler **out);
+bi_status eng_sampler_create(const eng_sampling_params *params, int vocab_size, eng_sampler **out);
 void eng_sampler_destroy(eng_sampler *s);
 
 /* Records prompt tokens (they count for the repetition penalty only). Ids out
  * of range are BI_INVALID_ARGUMENT. */
 bi_status eng_sampler_add_prompt(eng_sampler *s, const int32_t *ids, size_t n);
+
+/* Records token as generated without drawing it (a token chosen elsewhere,
+ * e.g. by a device-side sampler), so that the penalties stay in step. Ids out
+ * of range are BI_INVALID_ARGUMENT. */
+bi_status eng_sampler_accept(eng_sampler *s, int32_t token);
 
 /* Chooses the next token from logits[vocab_size] (modified in place), records
  * it as generated, and fills *lp when lp is not NULL and logprobs were asked
@@ -83,7 +88,10 @@ void eng_stop_matcher_destroy(eng_stop_matcher *m);
 /* Feeds text; writes into out (capacity out_cap) the text now safe to emit and
  * sets *stopped when a stop string completed (the emitted text ends before
  * it; the stop string itself is not emitted). BI_OUT_OF_RANGE if out is too
- * small (out_cap >= len + longest stop string is always enough). */
+ * small (out_cap >= len + longest stop string is always enough); the matcher
+ * is then unchanged. Once a stop has completed, every later feed emits nothing
+ * and reports *stopped again. The first stop occurrence to complete wins; of
+ * two completing at the same byte, the one starting earlier. */
 bi_status eng_stop_matcher_feed(eng_stop_matcher *m, const char *text, size_t len, char *out,
                                 size_t out_cap, size_t *out_len, bool *stopped);
 

@@ -1,0 +1,465 @@
+/*
+ * sampler.c - logits processing and the seeded draw (see sampler.h).
+ *
+ * Per step the sampler touches the whole vocabulary only in two linear passes
+ * (clean + max, then temperature + exp); penalties walk the list of distinct
+ * ids seen so far, and top-k / top-p use selection (quickselect, and a
+ * mass-weighted quickselect for the nucleus) instead of sorting, because a
+ * 152k-entry sort per token would cost more than the rest of the step.
+ *
+ * Probabilities are kept unnormalised as e = exp((x - max) / T), so the most
+ * likely token has e == 1 exactly; that makes min-p a plain threshold.
+ */
+#define BI_LOG_MODULE "sampler"
+
+#include "sampler/sampler.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+
+/* One candidate token: its unnormalised probability and id. */
+typedef struct cand {
+    float e;
+    int32_t id;
+} cand;
+
+struct eng_sampler {
+    eng_sampling_params p;
+    int vocab;
+    uint32_t *count; /* (vocab) times each id was generated */
+    uint8_t *seen;   /* (vocab) 1 when the id is in the prompt or was generated */
+    int32_t *ids;    /* distinct seen ids, in order of first appearance */
+    size_t n_ids;
+    size_t ids_cap;
+    cand *cands;     /* (vocab) scratch for filtering */
+    uint64_t rng[4]; /* xoshiro256** state */
+};
+
+/* ---- parameters ---------------------------------------------------------- */
+
+void eng_sampling_params_default(eng_sampling_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->temperature = 1.0f;
+    p->top_k = 0;
+    p->top_p = 1.0f;
+    p->min_p = 0.0f;
+    p->repetition_penalty = 1.0f;
+    p->n_logprobs = -1;
+}
+
+static bi_status invalid(char *err, size_t err_size, const char *name, const char *range,
+                         double got)
+{
+    if (err && err_size > 0)
+        snprintf(err, err_size, "%s must be in %s (got %g)", name, range, got);
+    return BI_INVALID_ARGUMENT;
+}
+
+/* Each test is written so that NaN fails it (comparisons with NaN are false). */
+bi_status eng_sampling_params_validate(const eng_sampling_params *p, char *err, size_t err_size)
+{
+    if (!p)
+        return invalid(err, err_size, "sampling params", "a non-NULL struct", 0);
+    if (!(p->temperature >= 0.0f && p->temperature <= 100.0f))
+        return invalid(err, err_size, "temperature", "[0, 100]", p->temperature);
+    if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
+        return invalid(err, err_size, "top_p", "(0, 1]", p->top_p);
+    if (!(p->min_p >= 0.0f && p->min_p < 1.0f))
+        return invalid(err, err_size, "min_p", "[0, 1)", p->min_p);
+    if (!(p->repetition_penalty > 0.0f && p->repetition_penalty <= 10.0f))
+        return invalid(err, err_size, "repetition_penalty", "(0, 10]", p->repetition_penalty);
+    if (!(p->presence_penalty >= -2.0f && p->presence_penalty <= 2.0f))
+        return invalid(err, err_size, "presence_penalty", "[-2, 2]", p->presence_penalty);
+    if (!(p->frequency_penalty >= -2.0f && p->frequency_penalty <= 2.0f))
+        return invalid(err, err_size, "frequency_penalty", "[-2, 2]", p->frequency_penalty);
+    if (p->n_logprobs < -1 || p->n_logprobs > ENG_MAX_LOGPROBS)
+        return invalid(err, err_size, "n_logprobs", "[-1, 20]", p->n_logprobs);
+    /* top_k: every value is meaningful (<= 0 is off). */
+    return BI_OK;
+}
+
+/* ---- PRNG: splitmix64 seeds xoshiro256** (both public-domain, Vigna) ------ */
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t xoshiro_next(uint64_t s[4])
+{
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+/* Uniform in [0, 1) with 53 random bits. */
+static double rng_uniform(uint64_t s[4])
+{
+    return (double)(xoshiro_next(s) >> 11) * 0x1.0p-53;
+}
+
+/* ---- lifetime and history ------------------------------------------------ */
+
+bi_status eng_sampler_create(const eng_sampling_params *params, int vocab_size, eng_sampler **out)
+{
+    char err[160];
+    if (!out || vocab_size <= 0)
+        return BI_INVALID_ARGUMENT;
+    *out = NULL;
+    if (eng_sampling_params_validate(params, err, sizeof(err)) != BI_OK) {
+        BI_LOGD(NULL, "rejected sampling params: %s", err);
+        return BI_INVALID_ARGUMENT;
+    }
+    eng_sampler *s = bi_calloc(1, sizeof(*s));
+    if (!s)
+        return BI_NOMEM;
+    s->p = *params;
+    s->vocab = vocab_size;
+    s->count = bi_calloc((size_t)vocab_size, sizeof(*s->count));
+    s->seen = bi_calloc((size_t)vocab_size, sizeof(*s->seen));
+    s->cands = bi_mallocarray((size_t)vocab_size, sizeof(*s->cands));
+    if (!s->count || !s->seen || !s->cands) {
+        eng_sampler_destroy(s);
+        return BI_NOMEM;
+    }
+    uint64_t x = params->seed;
+    for (int i = 0; i < 4; i++)
+        s->rng[i] = splitmix64(&x);
+    *out = s;
+    return BI_OK;
+}
+
+void eng_sampler_destroy(eng_sampler *s)
+{
+    if (!s)
+        return;
+    bi_free(s->count);
+    bi_free(s->seen);
+    bi_free(s->ids);
+    bi_free(s->cands);
+    bi_free(s);
+}
+
+/* Marks id as seen, remembering it in the distinct list the penalties walk. */
+static bi_status mark_seen(eng_sampler *s, int32_t id)
+{
+    if (s->seen[id])
+        return BI_OK;
+    void *arr = s->ids;
+    bi_status st = bi_array_reserve(&arr, &s->ids_cap, s->n_ids + 1, sizeof(*s->ids));
+    s->ids = arr;
+    if (st != BI_OK)
+        return st;
+    s->ids[s->n_ids++] = id;
+    s->seen[id] = 1;
+    return BI_OK;
+}
+
+bi_status eng_sampler_add_prompt(eng_sampler *s, const int32_t *ids, size_t n)
+{
+    if (!s || (!ids && n > 0))
+        return BI_INVALID_ARGUMENT;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= s->vocab)
+            return BI_INVALID_ARGUMENT;
+    for (size_t i = 0; i < n; i++) {
+        bi_status st = mark_seen(s, ids[i]);
+        if (st != BI_OK)
+            return st;
+    }
+    return BI_OK;
+}
+
+bi_status eng_sampler_accept(eng_sampler *s, int32_t token)
+{
+    if (!s || token < 0 || token >= s->vocab)
+        return BI_INVALID_ARGUMENT;
+    bi_status st = mark_seen(s, token);
+    if (st != BI_OK)
+        return st;
+    if (s->count[token] < UINT32_MAX)
+        s->count[token]++;
+    return BI_OK;
+}
+
+/* ---- logits processing --------------------------------------------------- */
+
+static float clamp_finite(float x)
+{
+    if (x > FLT_MAX)
+        return FLT_MAX;
+    if (x < -FLT_MAX)
+        return -FLT_MAX;
+    return x;
+}
+
+/* Repetition (HF), then frequency and presence (OpenAI/vLLM), once per
+ * distinct seen id. Results are clamped to finite so that a tiny penalty
+ * divisor cannot turn a logit into +inf and poison the softmax. */
+static void apply_penalties(const eng_sampler *s, float *logits)
+{
+    const eng_sampling_params *p = &s->p;
+    for (size_t i = 0; i < s->n_ids; i++) {
+        int32_t id = s->ids[i];
+        float x = logits[id];
+        if (!isfinite(x)) {
+            logits[id] = -INFINITY;
+            continue;
+        }
+        if (p->repetition_penalty != 1.0f)
+            x = x > 0.0f ? x / p->repetition_penalty : x * p->repetition_penalty;
+        uint32_t c = s->count[id];
+        if (c > 0)
+            x -= p->frequency_penalty * (float)c + p->presence_penalty;
+        logits[id] = clamp_finite(x);
+    }
+}
+
+/* Replaces non-finite logits by -inf and returns the argmax (lowest id on
+ * ties), or -1 when every logit is -inf. */
+static int32_t clean_argmax(float *logits, int n)
+{
+    int32_t best = -1;
+    float bx = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        float x = logits[i];
+        if (!isfinite(x)) {
+            logits[i] = -INFINITY;
+            continue;
+        }
+        if (best < 0 || x > bx) {
+            bx = x;
+            best = i;
+        }
+    }
+    return best;
+}
+
+/* log(sum(exp(x - max))) over the vocabulary; used for greedy logprobs. */
+static double log_sum_exp_shifted(const float *logits, int n, float max)
+{
+    double z = 0.0;
+    for (int i = 0; i < n; i++)
+        z += expf(logits[i] - max);
+    return log(z);
+}
+
+/* Top n logits, best first, ties to the lower id, by insertion into a short
+ * sorted list: one pass, no sort of the vocabulary. */
+static void fill_logprobs(const float *logits, int vocab, double log_z, float shift, int32_t chosen,
+                          int n_top, eng_logprobs *lp)
+{
+    int have = 0;
+    for (int i = 0; i < vocab && n_top > 0; i++) {
+        float x = logits[i];
+        if (have == n_top && !(x > lp->top[have - 1].logprob))
+            continue;
+        int j = have < n_top ? have++ : have - 1;
+        while (j > 0 && x > lp->top[j - 1].logprob) {
+            lp->top[j] = lp->top[j - 1];
+            j--;
+        }
+        lp->top[j].token = i;
+        lp->top[j].logprob = x;
+    }
+    for (int j = 0; j < have; j++)
+        lp->top[j].logprob = (float)((double)(lp->top[j].logprob - shift) - log_z);
+    lp->n_top = have;
+    lp->chosen.token = chosen;
+    lp->chosen.logprob = (float)((double)(logits[chosen] - shift) - log_z);
+}
+
+/* ---- selection over candidates ------------------------------------------ */
+
+/* The total order used for filtering: more probable first, then lower id. */
+static bool better(cand a, cand b)
+{
+    return a.e > b.e || (a.e == b.e && a.id < b.id);
+}
+
+static void swap_cand(cand *a, cand *b)
+{
+    cand t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Partitions c[lo, hi) around a pivot chosen from three positions of a
+ * deterministic sequence (so adversarial orders cannot force quadratic time
+ * while the result still depends only on the input). Returns the pivot's
+ * final index p: c[lo, p) is better than c[p], c(p, hi) worse. *upper_mass
+ * receives the sum of e over c[lo, p). */
+static size_t partition(cand *c, size_t lo, size_t hi, uint64_t *pick, double *upper_mass)
+{
+    size_t n = hi - lo;
+    size_t a = lo + splitmix64(pick) % n, b = lo + splitmix64(pick) % n;
+    size_t m = lo + splitmix64(pick) % n;
+    /* median of three */
+    if (better(c[a], c[b]))
+        swap_cand(&c[a], &c[b]);
+    if (better(c[b], c[m]))
+        swap_cand(&c[b], &c[m]);
+    if (better(c[a], c[b]))
+        swap_cand(&c[a], &c[b]);
+    swap_cand(&c[b], &c[hi - 1]);
+    cand pv = c[hi - 1];
+    size_t store = lo;
+    double mass = 0.0;
+    for (size_t i = lo; i < hi - 1; i++) {
+        if (better(c[i], pv)) {
+            mass += c[i].e;
+            swap_cand(&c[i], &c[store]);
+            store++;
+        }
+    }
+    swap_cand(&c[store], &c[hi - 1]);
+    *upper_mass = mass;
+    return store;
+}
+
+/* Moves the k best of c[0, n) to c[0, k) (in no particular order). */
+static void select_top_k(cand *c, size_t n, size_t k)
+{
+    uint64_t pick = n;
+    size_t lo = 0, hi = n;
+    double unused;
+    while (hi - lo > 1) {
+        size_t p = partition(c, lo, hi, &pick, &unused);
+        if (p == k || p + 1 == k)
+            return;
+        if (p > k)
+            hi = p;
+        else
+            lo = p + 1;
+    }
+}
+
+/* The nucleus: returns the size of the smallest best-first prefix of c[0, n)
+ * whose mass reaches target, having moved that prefix to c[0, cut). A
+ * mass-weighted quickselect: each round keeps the side that holds the
+ * crossing point, so the expected work is linear. */
+static size_t select_top_p(cand *c, size_t n, double target)
+{
+    uint64_t pick = n;
+    size_t lo = 0, hi = n;
+    double acc = 0.0; /* mass of c[0, lo), always < target */
+    while (hi - lo > 1) {
+        double upper;
+        size_t p = partition(c, lo, hi, &pick, &upper);
+        if (acc + upper >= target) {
+            hi = p;
+        } else if (acc + upper + c[p].e >= target) {
+            return p + 1;
+        } else {
+            acc += upper + c[p].e;
+            lo = p + 1;
+        }
+    }
+    return hi;
+}
+
+static double mass_of(const cand *c, size_t n)
+{
+    double z = 0.0;
+    for (size_t i = 0; i < n; i++)
+        z += c[i].e;
+    return z;
+}
+
+/* Applies top-k, top-p, min-p to c[0, n) and draws one candidate with u in
+ * [0, 1). The best token always survives every filter. */
+static int32_t filter_and_draw(const eng_sampling_params *p, cand *c, size_t n, double z, double u)
+{
+    if (p->top_k > 0 && (size_t)p->top_k < n) {
+        select_top_k(c, n, (size_t)p->top_k);
+        n = (size_t)p->top_k;
+        z = mass_of(c, n);
+    }
+    if (p->top_p < 1.0f) {
+        n = select_top_p(c, n, (double)p->top_p * z);
+        z = mass_of(c, n);
+    }
+    if (p->min_p > 0.0f) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (c[i].e >= p->min_p) /* the best has e == 1 */
+                c[k++] = c[i];
+        n = k;
+        z = mass_of(c, n);
+    }
+    double r = u * z, acc = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        acc += c[i].e;
+        if (r < acc)
+            return c[i].id;
+    }
+    /* rounding left r at the very top: the last candidate with mass */
+    for (size_t i = n; i-- > 0;)
+        if (c[i].e > 0.0f)
+            return c[i].id;
+    return c[0].id;
+}
+
+bi_status eng_sampler_sample(eng_sampler *s, float *logits, int32_t *token, eng_logprobs *lp)
+{
+    if (!s || !logits || !token)
+        return BI_INVALID_ARGUMENT;
+    const eng_sampling_params *p = &s->p;
+    int vocab = s->vocab;
+    apply_penalties(s, logits);
+    int32_t best = clean_argmax(logits, vocab);
+    if (best < 0)
+        return BI_INTERNAL;
+    float max = logits[best];
+    bool want_lp = lp && p->n_logprobs >= 0;
+    int32_t chosen;
+
+    if (p->temperature == 0.0f) {
+        chosen = best;
+        if (want_lp)
+            fill_logprobs(logits, vocab, log_sum_exp_shifted(logits, vocab, max), max, chosen,
+                          p->n_logprobs, lp);
+    } else {
+        /* Shifting by the max before dividing keeps every value <= 0, so no
+         * temperature can overflow; softmax does not see the shift. */
+        float t = p->temperature;
+        size_t n = 0;
+        double z = 0.0;
+        for (int i = 0; i < vocab; i++) {
+            float x = (logits[i] - max) / t;
+            logits[i] = x;
+            float e = expf(x);
+            if (e > 0.0f) {
+                s->cands[n].e = e;
+                s->cands[n].id = i;
+                n++;
+                z += e;
+            }
+        }
+        chosen = filter_and_draw(p, s->cands, n, z, rng_uniform(s->rng));
+        if (want_lp)
+            fill_logprobs(logits, vocab, log(z), 0.0f, chosen, p->n_logprobs, lp);
+    }
+    *token = chosen;
+    return eng_sampler_accept(s, chosen);
+}
