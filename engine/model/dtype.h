@@ -33,15 +33,23 @@ typedef enum eng_dtype {
 const char *eng_dtype_name(eng_dtype t);
 /* True for the types above (the ones we can dequantize). */
 bool eng_dtype_supported(eng_dtype t);
+/* True for every type id ggml defines (Q5_K, IQ2_XS, I32, ...), supported or
+ * not: a GGUF file may hold them, and eng_dtype_nbytes sizes them all. */
+bool eng_dtype_known(eng_dtype t);
 /* Elements per block (1 for F32/F16/BF16). 0 for unsupported types. */
 size_t eng_dtype_block_size(eng_dtype t);
+/* Elements per block for every known type (eng_dtype_known), 0 otherwise. */
+size_t eng_dtype_known_block_size(eng_dtype t);
 /* Bytes per block. 0 for unsupported types. */
 size_t eng_dtype_type_size(eng_dtype t);
-/* Bytes that n elements take; BI_BAD_FORMAT if n is not a multiple of the
- * block size, BI_OUT_OF_RANGE on overflow. */
+/* Bytes that n elements take, for every known type (eng_dtype_known);
+ * BI_BAD_FORMAT if n is not a multiple of the block size, BI_OUT_OF_RANGE on
+ * overflow, BI_UNSUPPORTED for unknown type ids. */
 bi_status eng_dtype_nbytes(eng_dtype t, uint64_t n, size_t *out);
 
-/* Dequantizes n elements (a multiple of the block size) from src into dst. */
+/* Dequantizes n elements (a multiple of the block size) from src into dst.
+ * src needs no alignment. BI_UNSUPPORTED for types we cannot dequantize,
+ * BI_BAD_FORMAT when n is not a multiple of the block size. */
 bi_status eng_dequant_f32(eng_dtype t, const void *src, size_t n, float *dst);
 
 /* fp16 / bf16 <-> fp32 scalar conversions (round-to-nearest-even on narrowing). */

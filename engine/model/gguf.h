@@ -43,8 +43,9 @@ typedef enum eng_gguf_type {
 typedef struct eng_gguf_arr {
     eng_gguf_type type; /* element type (never ARRAY: nested arrays are rejected) */
     uint64_t count;
-    const uint8_t *data; /* start of the elements in the mapping */
-    const uint64_t *str_offsets; /* for STRING arrays: byte offset of each element from data (index built on open) */
+    const uint8_t *data;         /* start of the elements in the mapping */
+    const uint64_t *str_offsets; /* for STRING arrays: byte offset of each element from data (index
+                                    built on open) */
 } eng_gguf_arr;
 
 /* A tensor as the file describes it; shape is in row-major order, outermost
@@ -58,10 +59,16 @@ typedef struct eng_gguf_tensor {
     size_t nbytes;
 } eng_gguf_tensor;
 
+/* Opens and parses the file at path. On failure *out is NULL and err (when
+ * non-NULL) holds a message: BI_IO for an unreadable file, BI_BAD_FORMAT for a
+ * malformed one, BI_UNSUPPORTED for another GGUF version (v2 and v3 are read).
+ * Keys and tensor names must be valid UTF-8; tensors of types we cannot
+ * dequantize (Q5_K, ...) are accepted here and refused by the model loader. */
 bi_status eng_gguf_open(const char *path, eng_gguf **out, char *err, size_t err_size);
 /* Parses an in-memory GGUF image (used by the fuzzer); the buffer must outlive the handle. */
 bi_status eng_gguf_open_memory(const void *data, size_t size, eng_gguf **out, char *err,
                                size_t err_size);
+/* Frees the handle and unmaps the file; NULL is fine. */
 void eng_gguf_close(eng_gguf *g);
 
 /* Typed metadata access. Each returns BI_NOT_FOUND when the key is absent and
@@ -79,6 +86,15 @@ bi_status eng_gguf_get_arr(const eng_gguf *g, const char *key, eng_gguf_arr *out
 bi_status eng_gguf_arr_str(const eng_gguf_arr *a, uint64_t i, const char **s, size_t *len);
 bi_status eng_gguf_arr_f32(const eng_gguf_arr *a, uint64_t i, float *out);
 bi_status eng_gguf_arr_i32(const eng_gguf_arr *a, uint64_t i, int32_t *out);
+
+/* Metadata enumeration (for dumps and fuzzing): i < eng_gguf_n_kv; the key is
+ * a NUL-terminated copy owned by the handle, NULL when i is out of range. */
+size_t eng_gguf_n_kv(const eng_gguf *g);
+const char *eng_gguf_kv_key(const eng_gguf *g, size_t i, eng_gguf_type *type);
+uint32_t eng_gguf_version(const eng_gguf *g);
+/* The whole file image and where its tensor data area starts (everything
+ * before data_offset is header); used to fingerprint the file. */
+void eng_gguf_bytes(const eng_gguf *g, const uint8_t **data, size_t *size, size_t *data_offset);
 
 size_t eng_gguf_n_tensors(const eng_gguf *g);
 const eng_gguf_tensor *eng_gguf_tensor_at(const eng_gguf *g, size_t i);

@@ -39,16 +39,16 @@ typedef enum eng_rope_scaling {
 
 typedef struct eng_model_config {
     eng_arch arch;
-    char name[128];  /* human-readable model name (general.name or directory name) */
+    char name[128]; /* human-readable model name (general.name or directory name) */
     int n_layer;
-    int d_model;     /* hidden size */
-    int n_head;      /* query heads */
-    int n_kv_head;   /* key/value heads (GQA when < n_head) */
-    int head_dim;    /* usually d_model / n_head; Qwen3 may differ */
-    int d_ff;        /* MLP intermediate size */
+    int d_model;   /* hidden size */
+    int n_head;    /* query heads */
+    int n_kv_head; /* key/value heads (GQA when < n_head) */
+    int head_dim;  /* usually d_model / n_head; Qwen3 may differ */
+    int d_ff;      /* MLP intermediate size */
     int vocab_size;
-    int max_ctx;     /* max_position_embeddings / context_length */
-    float norm_eps;  /* RMSNorm epsilon */
+    int max_ctx;    /* max_position_embeddings / context_length */
+    float norm_eps; /* RMSNorm epsilon */
     float rope_theta;
     eng_rope_scaling rope_scaling;
     float rope_factor;           /* LINEAR and LLAMA3 */
@@ -62,18 +62,18 @@ typedef struct eng_model_config {
 } eng_model_config;
 
 typedef struct eng_layer_weights {
-    float *attn_norm;      /* (d_model) */
-    float *wq;             /* (n_head * head_dim, d_model) */
-    float *wk;             /* (n_kv_head * head_dim, d_model) */
-    float *wv;             /* (n_kv_head * head_dim, d_model) */
-    float *bq, *bk, *bv;   /* (n_head * head_dim), (n_kv_head * head_dim) x2; NULL unless qkv_bias */
-    float *q_norm;         /* (head_dim); NULL unless qk_norm */
-    float *k_norm;         /* (head_dim); NULL unless qk_norm */
-    float *wo;             /* (d_model, n_head * head_dim) */
-    float *ffn_norm;       /* (d_model) */
-    float *w_gate;         /* (d_ff, d_model) */
-    float *w_up;           /* (d_ff, d_model) */
-    float *w_down;         /* (d_model, d_ff) */
+    float *attn_norm;    /* (d_model) */
+    float *wq;           /* (n_head * head_dim, d_model) */
+    float *wk;           /* (n_kv_head * head_dim, d_model) */
+    float *wv;           /* (n_kv_head * head_dim, d_model) */
+    float *bq, *bk, *bv; /* (n_head * head_dim), (n_kv_head * head_dim) x2; NULL unless qkv_bias */
+    float *q_norm;       /* (head_dim); NULL unless qk_norm */
+    float *k_norm;       /* (head_dim); NULL unless qk_norm */
+    float *wo;           /* (d_model, n_head * head_dim) */
+    float *ffn_norm;     /* (d_model) */
+    float *w_gate;       /* (d_ff, d_model) */
+    float *w_up;         /* (d_ff, d_model) */
+    float *w_down;       /* (d_model, d_ff) */
 } eng_layer_weights;
 
 typedef struct eng_model {
@@ -82,7 +82,8 @@ typedef struct eng_model {
     float *out_norm;           /* (d_model) */
     float *lm_head;            /* (vocab_size, d_model); equals tok_embd when tied */
     eng_layer_weights *layers; /* n_layer entries */
-    char fingerprint[65];      /* hex SHA-256 identifying the weights (file contents or dummy seed+config) */
+    char fingerprint[65];      /* hex SHA-256 identifying the weights (file contents or dummy
+                                  seed+config) */
     void *priv_;               /* loader-owned storage; do not touch */
 } eng_model;
 
