@@ -7,10 +7,11 @@
  * which serves both regimes without packing or scratch memory:
  *  - decode (M = 1..8) is memory-bound: each weight row is streamed from DRAM
  *    once, 4 or 8 rows at a time, and reused from L1 for every row of x;
- *  - prefill (M up to hundreds) is compute-bound: the 3x4 tile keeps 12
- *    accumulators and 3 x vectors in the 16 ymm registers, 12 FMAs per 7
- *    loads; x is walked in blocks small enough to stay in L2 while a task's
- *    weight rows are reused across them.
+ *  - prefill (M up to hundreds) is compute-bound: the 2x6 tile keeps 12
+ *    accumulators, 2 x vectors and 1 w vector in 15 of the 16 ymm registers
+ *    (a 3x4 tile needs all 16 and GCC spills one), 12 FMAs per 8 loads; x is
+ *    walked in blocks small enough to stay in L2 while a task's weight rows
+ *    are reused across them.
  * Work is split over the pool by fixed blocks of output columns, and every
  * tile shape performs the same per-element sequence (8-lane accumulation
  * over K, masked tail, fixed horizontal sum, then + bias), so the result does
@@ -25,10 +26,10 @@
 #endif
 
 enum {
-    MM_MR = 3,         /* rows of x per prefill tile */
-    MM_NR = 4,         /* rows of w per prefill tile */
+    MM_MR = 2,         /* rows of x per prefill tile */
+    MM_NR = 6,         /* rows of w per prefill tile */
     MM_NR_WIDE = 8,    /* rows of w per tile when the block has one row of x */
-    MM_NB = 32,        /* rows of w (output columns) per pool task */
+    MM_NB = 48,        /* rows of w (output columns) per pool task */
     MM_X_BLOCK = 98304 /* bytes of x walked per pass over a task's w rows (L2) */
 };
 
@@ -105,7 +106,7 @@ AVX2_INLINE float hsum(__m256 v)
 AVX2_INLINE void tile_avx2(float *y, int ldy, const float *x, const float *w, const float *bias,
                            int K, int mr, int nr)
 {
-    __m256 acc[MM_MR][MM_NR_WIDE];
+    __m256 acc[MM_MR][MM_NR > MM_NR_WIDE ? MM_NR : MM_NR_WIDE];
 #pragma GCC unroll 3
     for (int i = 0; i < mr; i++)
 #pragma GCC unroll 8

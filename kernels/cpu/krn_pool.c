@@ -3,12 +3,18 @@
  *
  * The forward pass calls krn_pool_run hundreds of times per token with jobs
  * of a few to a few hundred microseconds, so waking the workers must cost far
- * less than a job. Workers therefore spin on a generation counter for a while
- * after each job (the next one usually comes within microseconds) and only
- * then sleep on a condition variable; the caller wakes sleepers only when the
- * sleeper count says there are any. Tasks are handed out by an atomic counter,
- * so a late worker simply finds fewer tasks left: which thread runs a task
- * never changes what the task computes.
+ * less than a job. Workers therefore spin on the job word for a while after
+ * each job (the next one usually comes within microseconds) and only then
+ * sleep on a condition variable; the caller wakes sleepers only when the
+ * sleeper count says there are any.
+ *
+ * Tasks are claimed from one 64-bit job word, (sequence << 32) | next task,
+ * and the caller waits for the tasks to finish, not for the workers to show
+ * up: on a machine where another process holds a core, a descheduled worker
+ * must not stall the call, the caller just runs its tasks. The sequence is odd
+ * while the caller rewrites the job's fields (a seqlock), so a worker that
+ * wakes late can never claim a task against another job's fields. Which
+ * thread runs a task never changes what the task computes.
  */
 #define BI_LOG_MODULE "krn"
 
@@ -18,16 +24,17 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include "common/alloc.h"
 #include "common/log.h"
 
 /* Spin iterations before a worker sleeps, and before the caller starts
- * yielding while it waits: about 100-200 us at one pause per iteration, longer
- * than the gap between two kernels of one token, shorter than a scheduler
- * tick, so idle pools stop burning a core almost at once. */
-#define KRN_POOL_SPIN 2000
+ * yielding while it waits: a few hundred microseconds at one pause per
+ * iteration, longer than the gap between two kernels of one token, shorter
+ * than a scheduler tick, so an idle pool stops burning a core almost at once. */
+#define KRN_POOL_SPIN 4000
 
 struct krn_pool {
     int n_threads; /* the caller included */
@@ -37,14 +44,12 @@ struct krn_pool {
     pthread_mutex_t mu;
     pthread_cond_t wake;
 
-    /* The current job; written by the caller before it bumps gen. */
-    krn_task_fn fn;
-    void *arg;
-    int n_tasks;
-
-    atomic_uint gen;      /* bumped once per job, and once to stop */
-    atomic_int next_task; /* the next task index to hand out */
-    atomic_int n_done;    /* workers that finished the current job */
+    atomic_uint_fast64_t job; /* (sequence << 32) | next task to claim */
+    /* The current job, valid while the sequence is even. */
+    _Atomic(krn_task_fn) fn;
+    _Atomic(void *) arg;
+    atomic_int n_tasks;
+    atomic_int n_done; /* tasks of the current job that have finished */
     atomic_int n_sleepers;
     atomic_bool stop;
 };
@@ -61,36 +66,53 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Runs tasks of the current job until none are left. */
-static void pool_drain(krn_pool *p, int thread)
+static inline uint32_t job_seq(uint64_t job)
 {
+    return (uint32_t)(job >> 32);
+}
+
+/* Claims and runs tasks of job sequence seq until none are left. */
+static void pool_drain(krn_pool *p, uint32_t seq, int thread)
+{
+    uint64_t v = atomic_load(&p->job);
     for (;;) {
-        int t = atomic_fetch_add_explicit(&p->next_task, 1, memory_order_relaxed);
-        if (t >= p->n_tasks)
+        if (job_seq(v) != seq)
             return;
-        p->fn(p->arg, t, p->n_tasks, thread);
+        krn_task_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
+        void *arg = atomic_load_explicit(&p->arg, memory_order_relaxed);
+        int n = atomic_load_explicit(&p->n_tasks, memory_order_relaxed);
+        int t = (int)(uint32_t)v;
+        if (t >= n)
+            return;
+        /* Success proves the sequence did not move while the fields were
+         * read, so they belong to this job. */
+        if (!atomic_compare_exchange_weak(&p->job, &v, v + 1))
+            continue;
+        fn(arg, t, n, thread);
+        atomic_fetch_add_explicit(&p->n_done, 1, memory_order_release);
+        v = atomic_load(&p->job);
     }
 }
 
-/* Waits until gen differs from seen: spins first, then sleeps. */
-static unsigned pool_wait_job(krn_pool *p, unsigned seen)
+/* A published job other than seen: spins first, then sleeps. */
+static uint32_t pool_wait_job(krn_pool *p, uint32_t seen)
 {
     for (int i = 0; i < KRN_POOL_SPIN; i++) {
-        unsigned g = atomic_load_explicit(&p->gen, memory_order_acquire);
-        if (g != seen)
-            return g;
+        uint32_t s = job_seq(atomic_load(&p->job));
+        if (s != seen && s % 2 == 0)
+            return s;
         cpu_relax();
     }
     pthread_mutex_lock(&p->mu);
-    /* seq_cst increment then load of gen pairs with the caller's seq_cst
-     * bump of gen then load of n_sleepers: one of them sees the other. */
+    /* seq_cst increment then load of the job pairs with the caller's seq_cst
+     * store of the job then load of n_sleepers: one of them sees the other. */
     atomic_fetch_add(&p->n_sleepers, 1);
-    unsigned g;
-    while ((g = atomic_load(&p->gen)) == seen)
+    uint32_t s;
+    while ((s = job_seq(atomic_load(&p->job))) == seen || s % 2 != 0)
         pthread_cond_wait(&p->wake, &p->mu);
     atomic_fetch_sub(&p->n_sleepers, 1);
     pthread_mutex_unlock(&p->mu);
-    return g;
+    return s;
 }
 
 static void *pool_worker(void *varg)
@@ -98,31 +120,38 @@ static void *pool_worker(void *varg)
     krn_worker_arg wa = *(krn_worker_arg *)varg;
     bi_free(varg);
     krn_pool *p = wa.pool;
-    unsigned seen = 0;
+    uint32_t seen = 0;
     for (;;) {
         seen = pool_wait_job(p, seen);
-        if (atomic_load_explicit(&p->stop, memory_order_acquire))
+        if (atomic_load(&p->stop))
             return NULL;
-        pool_drain(p, wa.thread);
-        atomic_fetch_add_explicit(&p->n_done, 1, memory_order_release);
+        pool_drain(p, seen, wa.thread);
     }
 }
 
-/* Bumps gen and wakes sleeping workers, if any. */
-static void pool_publish(krn_pool *p)
+/* Installs a job and wakes sleeping workers, if any; returns its sequence. */
+static uint32_t pool_publish(krn_pool *p, int n_tasks, krn_task_fn fn, void *arg)
 {
-    atomic_fetch_add(&p->gen, 1);
+    uint32_t seq = job_seq(atomic_load_explicit(&p->job, memory_order_relaxed));
+    atomic_store(&p->job, (uint64_t)(seq + 1) << 32);
+    atomic_thread_fence(memory_order_seq_cst);
+    atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&p->arg, arg, memory_order_relaxed);
+    atomic_store_explicit(&p->n_tasks, n_tasks, memory_order_relaxed);
+    atomic_store_explicit(&p->n_done, 0, memory_order_relaxed);
+    atomic_store(&p->job, (uint64_t)(seq + 2) << 32);
     if (atomic_load(&p->n_sleepers) > 0) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_broadcast(&p->wake);
         pthread_mutex_unlock(&p->mu);
     }
+    return seq + 2;
 }
 
 static void pool_stop(krn_pool *p)
 {
     atomic_store(&p->stop, true);
-    pool_publish(p);
+    pool_publish(p, 0, NULL, NULL);
     for (int i = 0; i < p->n_started; i++)
         pthread_join(p->threads[i], NULL);
 }
@@ -201,18 +230,9 @@ void krn_pool_run(krn_pool *p, int n_tasks, krn_task_fn fn, void *arg)
             fn(arg, t, n_tasks, 0);
         return;
     }
-    p->fn = fn;
-    p->arg = arg;
-    p->n_tasks = n_tasks;
-    atomic_store_explicit(&p->next_task, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->n_done, 0, memory_order_relaxed);
-    pool_publish(p);
-    pool_drain(p, 0);
-    /* Every worker must check in, not just every task finish: a worker that
-     * woke late still reads fn and n_tasks, so the next job cannot overwrite
-     * them before it has. */
-    int workers = p->n_threads - 1;
-    for (int i = 0; atomic_load_explicit(&p->n_done, memory_order_acquire) < workers; i++) {
+    uint32_t seq = pool_publish(p, n_tasks, fn, arg);
+    pool_drain(p, seq, 0);
+    for (int i = 0; atomic_load_explicit(&p->n_done, memory_order_acquire) < n_tasks; i++) {
         if (i < KRN_POOL_SPIN)
             cpu_relax();
         else
