@@ -59,16 +59,17 @@ static void check_close(const char *what, const float *y, const double *ref, siz
         fail_msg("%s (%s): relative error %g", what, krn_cpu_isa_name(krn_cpu_get_isa()), e);
 }
 
-/* The variants this CPU can run: scalar always, AVX2 when supported. */
-static int variants(krn_cpu_isa out[2])
+static krn_cpu_isa g_scalar = KRN_CPU_ISA_SCALAR, g_avx2 = KRN_CPU_ISA_AVX2;
+
+/* Selects the variant a test was registered with (its state); skips the test
+ * when this CPU cannot run it. */
+static void select_isa(void **state)
 {
-    int n = 0;
-    out[n++] = KRN_CPU_ISA_SCALAR;
-    if (krn_cpu_set_isa(KRN_CPU_ISA_AVX2) == BI_OK)
-        out[n++] = KRN_CPU_ISA_AVX2;
-    else
-        fprintf(stderr, "note: no AVX2+FMA here, testing the scalar variant only\n");
-    return n;
+    krn_cpu_isa isa = *(krn_cpu_isa *)*state;
+    if (krn_cpu_set_isa(isa) != BI_OK) {
+        fprintf(stderr, "note: no %s here, skipped\n", krn_cpu_isa_name(isa));
+        skip();
+    }
 }
 
 static int setup(void **state)
@@ -143,27 +144,22 @@ static const int mm_shapes[][3] = {
 
 static void test_cpu_ops_matmul_matches_reference(void **state)
 {
-    (void)state;
-    krn_cpu_isa v[2];
-    int nv = variants(v);
+    select_isa(state);
     krn_pool *p = NULL;
     assert_int_equal(krn_pool_create(2, &p), BI_OK);
-    for (int iv = 0; iv < nv; iv++) {
-        assert_int_equal(krn_cpu_set_isa(v[iv]), BI_OK);
-        for (size_t s = 0; s < sizeof(mm_shapes) / sizeof(mm_shapes[0]); s++) {
-            mm_case c = mm_make(mm_shapes[s][0], mm_shapes[s][1], mm_shapes[s][2], (int)(s % 2));
-            float *y = mm_run(&c, s % 3 == 0 ? NULL : p);
-            mm_check(&c, y);
-            free(y);
-            mm_free(&c);
-        }
+    for (size_t s = 0; s < sizeof(mm_shapes) / sizeof(mm_shapes[0]); s++) {
+        mm_case c = mm_make(mm_shapes[s][0], mm_shapes[s][1], mm_shapes[s][2], (int)(s % 2));
+        float *y = mm_run(&c, s % 3 == 0 ? NULL : p);
+        mm_check(&c, y);
+        free(y);
+        mm_free(&c);
     }
     krn_pool_destroy(p);
 }
 
 static void test_cpu_ops_matmul_empty_is_noop(void **state)
 {
-    (void)state;
+    select_isa(state);
     float x[4] = {1, 2, 3, 4}, w[4] = {1, 2, 3, 4}, y[4] = {7, 7, 7, 7};
     krn_cpu_matmul(NULL, y, x, w, NULL, 0, 2, 2);
     krn_cpu_matmul(NULL, y, x, w, NULL, 2, 0, 2);
@@ -181,27 +177,22 @@ static void test_cpu_ops_matmul_empty_is_noop(void **state)
 
 static void test_cpu_ops_matmul_same_for_any_thread_count(void **state)
 {
-    (void)state;
+    select_isa(state);
     static const int shapes[][3] = {{1, 1000, 200}, {8, 333, 97}, {37, 129, 576}, {3, 31, 1}};
     krn_pool *pools[3];
     for (int t = 0; t < 3; t++)
         assert_int_equal(krn_pool_create(t + 1, &pools[t]), BI_OK);
-    krn_cpu_isa v[2];
-    int nv = variants(v);
-    for (int iv = 0; iv < nv; iv++) {
-        assert_int_equal(krn_cpu_set_isa(v[iv]), BI_OK);
-        for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
-            mm_case c = mm_make(shapes[s][0], shapes[s][1], shapes[s][2], 1);
-            float *y1 = mm_run(&c, pools[0]);
-            size_t bytes = (size_t)c.M * c.N * sizeof(float);
-            for (int t = 1; t < 3; t++) {
-                float *yt = mm_run(&c, pools[t]);
-                assert_memory_equal(y1, yt, bytes);
-                free(yt);
-            }
-            free(y1);
-            mm_free(&c);
+    for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+        mm_case c = mm_make(shapes[s][0], shapes[s][1], shapes[s][2], 1);
+        float *y1 = mm_run(&c, pools[0]);
+        size_t bytes = (size_t)c.M * c.N * sizeof(float);
+        for (int t = 1; t < 3; t++) {
+            float *yt = mm_run(&c, pools[t]);
+            assert_memory_equal(y1, yt, bytes);
+            free(yt);
         }
+        free(y1);
+        mm_free(&c);
     }
     for (int t = 0; t < 3; t++)
         krn_pool_destroy(pools[t]);
@@ -209,26 +200,21 @@ static void test_cpu_ops_matmul_same_for_any_thread_count(void **state)
 
 static void test_cpu_ops_matmul_row_independent_of_batch(void **state)
 {
-    (void)state;
+    select_isa(state);
     /* A decode row (M = 1) must give the same bits as that row inside a
      * prefill batch, so a token's logits do not depend on its batch mates. */
-    krn_cpu_isa v[2];
-    int nv = variants(v);
-    for (int iv = 0; iv < nv; iv++) {
-        assert_int_equal(krn_cpu_set_isa(v[iv]), BI_OK);
-        mm_case c = mm_make(29, 77, 211, 1);
-        float *yb = mm_run(&c, NULL);
-        for (int m = 0; m < c.M; m += 4) {
-            mm_case one = c;
-            one.M = 1;
-            one.x = c.x + (size_t)m * c.K;
-            float *y1 = mm_run(&one, NULL);
-            assert_memory_equal(y1, yb + (size_t)m * c.N, (size_t)c.N * sizeof(float));
-            free(y1);
-        }
-        free(yb);
-        mm_free(&c);
+    mm_case c = mm_make(29, 77, 211, 1);
+    float *yb = mm_run(&c, NULL);
+    for (int m = 0; m < c.M; m += 4) {
+        mm_case one = c;
+        one.M = 1;
+        one.x = c.x + (size_t)m * c.K;
+        float *y1 = mm_run(&one, NULL);
+        assert_memory_equal(y1, yb + (size_t)m * c.N, (size_t)c.N * sizeof(float));
+        free(y1);
     }
+    free(yb);
+    mm_free(&c);
 }
 
 /* ---- the small ops ---- */
@@ -238,48 +224,38 @@ static const int vec_sizes[] = {1, 2, 7, 8, 9, 15, 16, 17, 63, 576, 1001};
 
 static void test_cpu_ops_dot_matches_reference(void **state)
 {
-    (void)state;
-    krn_cpu_isa v[2];
-    int nv = variants(v);
-    for (int iv = 0; iv < nv; iv++) {
-        assert_int_equal(krn_cpu_set_isa(v[iv]), BI_OK);
-        assert_true(krn_cpu_dot(NULL, NULL, 0) == 0.0f);
-        for (size_t s = 0; s < N_VEC_SIZES; s++) {
-            int n = vec_sizes[s];
-            float *a = rand_vec((size_t)n), *b = rand_vec((size_t)n);
-            double ref = 0.0;
-            for (int i = 0; i < n; i++)
-                ref += (double)a[i] * b[i];
-            float got = krn_cpu_dot(a, b, n);
-            check_close("dot", &got, &ref, 1);
-            free(a);
-            free(b);
-        }
+    select_isa(state);
+    assert_true(krn_cpu_dot(NULL, NULL, 0) == 0.0f);
+    for (size_t s = 0; s < N_VEC_SIZES; s++) {
+        int n = vec_sizes[s];
+        float *a = rand_vec((size_t)n), *b = rand_vec((size_t)n);
+        double ref = 0.0;
+        for (int i = 0; i < n; i++)
+            ref += (double)a[i] * b[i];
+        float got = krn_cpu_dot(a, b, n);
+        check_close("dot", &got, &ref, 1);
+        free(a);
+        free(b);
     }
 }
 
 static void test_cpu_ops_axpy_matches_reference(void **state)
 {
-    (void)state;
-    krn_cpu_isa v[2];
-    int nv = variants(v);
-    for (int iv = 0; iv < nv; iv++) {
-        assert_int_equal(krn_cpu_set_isa(v[iv]), BI_OK);
-        krn_cpu_axpy(NULL, 2.0f, NULL, 0);
-        for (size_t s = 0; s < N_VEC_SIZES; s++) {
-            int n = vec_sizes[s];
-            float *x = rand_vec((size_t)n), *y = rand_vec((size_t)n);
-            double *ref = malloc((size_t)n * sizeof(double));
-            assert_non_null(ref);
-            float a = rnd() * 3.0f;
-            for (int i = 0; i < n; i++)
-                ref[i] = (double)y[i] + (double)a * x[i];
-            krn_cpu_axpy(y, a, x, n);
-            check_close("axpy", y, ref, (size_t)n);
-            free(x);
-            free(y);
-            free(ref);
-        }
+    select_isa(state);
+    krn_cpu_axpy(NULL, 2.0f, NULL, 0);
+    for (size_t s = 0; s < N_VEC_SIZES; s++) {
+        int n = vec_sizes[s];
+        float *x = rand_vec((size_t)n), *y = rand_vec((size_t)n);
+        double *ref = malloc((size_t)n * sizeof(double));
+        assert_non_null(ref);
+        float a = rnd() * 3.0f;
+        for (int i = 0; i < n; i++)
+            ref[i] = (double)y[i] + (double)a * x[i];
+        krn_cpu_axpy(y, a, x, n);
+        check_close("axpy", y, ref, (size_t)n);
+        free(x);
+        free(y);
+        free(ref);
     }
 }
 
@@ -297,62 +273,52 @@ static void rmsnorm_ref(double *ref, const float *x, const float *w, int M, int 
 
 static void test_cpu_ops_rmsnorm_matches_reference(void **state)
 {
-    (void)state;
-    krn_cpu_isa v[2];
-    int nv = variants(v);
-    for (int iv = 0; iv < nv; iv++) {
-        assert_int_equal(krn_cpu_set_isa(v[iv]), BI_OK);
-        for (size_t s = 0; s < N_VEC_SIZES; s++) {
-            int D = vec_sizes[s], M = 1 + (int)s % 4;
-            size_t n = (size_t)M * D;
-            float *x = rand_vec(n), *w = rand_vec((size_t)D), *y = rand_vec(n);
-            double *ref = malloc(n * sizeof(double));
-            assert_non_null(ref);
-            rmsnorm_ref(ref, x, w, M, D, 1e-5f);
-            krn_cpu_rmsnorm(y, x, w, M, D, 1e-5f);
-            check_close("rmsnorm", y, ref, n);
-            krn_cpu_rmsnorm(x, x, w, M, D, 1e-5f); /* in place */
-            check_close("rmsnorm in place", x, ref, n);
-            free(x);
-            free(w);
-            free(y);
-            free(ref);
-        }
-        float z[3] = {0, 0, 0}, w[3] = {1, 2, 3};
-        krn_cpu_rmsnorm(z, z, w, 1, 3, 1e-6f); /* all-zero row: eps keeps it finite */
-        assert_true(z[0] == 0.0f && z[1] == 0.0f && z[2] == 0.0f);
-        krn_cpu_rmsnorm(z, z, w, 0, 3, 1e-6f);
+    select_isa(state);
+    for (size_t s = 0; s < N_VEC_SIZES; s++) {
+        int D = vec_sizes[s], M = 1 + (int)s % 4;
+        size_t n = (size_t)M * D;
+        float *x = rand_vec(n), *w = rand_vec((size_t)D), *y = rand_vec(n);
+        double *ref = malloc(n * sizeof(double));
+        assert_non_null(ref);
+        rmsnorm_ref(ref, x, w, M, D, 1e-5f);
+        krn_cpu_rmsnorm(y, x, w, M, D, 1e-5f);
+        check_close("rmsnorm", y, ref, n);
+        krn_cpu_rmsnorm(x, x, w, M, D, 1e-5f); /* in place */
+        check_close("rmsnorm in place", x, ref, n);
+        free(x);
+        free(w);
+        free(y);
+        free(ref);
     }
+    float z[3] = {0, 0, 0}, w[3] = {1, 2, 3};
+    krn_cpu_rmsnorm(z, z, w, 1, 3, 1e-6f); /* all-zero row: eps keeps it finite */
+    assert_true(z[0] == 0.0f && z[1] == 0.0f && z[2] == 0.0f);
+    krn_cpu_rmsnorm(z, z, w, 0, 3, 1e-6f);
 }
 
 static void test_cpu_ops_silu_mul_matches_reference(void **state)
 {
-    (void)state;
-    krn_cpu_isa v[2];
-    int nv = variants(v);
-    for (int iv = 0; iv < nv; iv++) {
-        assert_int_equal(krn_cpu_set_isa(v[iv]), BI_OK);
-        for (size_t s = 0; s < N_VEC_SIZES; s++) {
-            size_t n = (size_t)vec_sizes[s];
-            float *g = rand_vec(n), *u = rand_vec(n);
-            double *ref = malloc(n * sizeof(double));
-            assert_non_null(ref);
-            for (size_t i = 0; i < n; i++) {
-                g[i] *= 20.0f; /* reach both tails of the sigmoid */
-                ref[i] = g[i] / (1.0 + exp(-(double)g[i])) * u[i];
-            }
-            krn_cpu_silu_mul(g, g, u, n); /* out aliases gate */
-            check_close("silu_mul", g, ref, n);
-            free(g);
-            free(u);
-            free(ref);
+    select_isa(state);
+    for (size_t s = 0; s < N_VEC_SIZES; s++) {
+        size_t n = (size_t)vec_sizes[s];
+        float *g = rand_vec(n), *u = rand_vec(n);
+        double *ref = malloc(n * sizeof(double));
+        assert_non_null(ref);
+        for (size_t i = 0; i < n; i++) {
+            g[i] *= 20.0f; /* reach both tails of the sigmoid */
+            ref[i] = g[i] / (1.0 + exp(-(double)g[i])) * u[i];
         }
+        krn_cpu_silu_mul(g, g, u, n); /* out aliases gate */
+        check_close("silu_mul", g, ref, n);
+        free(g);
+        free(u);
+        free(ref);
     }
 }
 
 static void test_cpu_ops_softmax_matches_reference(void **state)
 {
-    (void)state;
+    select_isa(state);
     for (size_t s = 0; s < N_VEC_SIZES; s++) {
         int n = vec_sizes[s];
         float *x = rand_vec((size_t)n);
@@ -388,18 +354,21 @@ static void test_cpu_ops_isa_selection(void **state)
     assert_string_equal(krn_cpu_isa_name((krn_cpu_isa)42), "unknown");
 }
 
+/* Every op test runs once per variant. */
+#define BOTH_ISAS(f) cmocka_unit_test_prestate(f, &g_scalar), cmocka_unit_test_prestate(f, &g_avx2)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cpu_ops_matmul_matches_reference),
-        cmocka_unit_test(test_cpu_ops_matmul_empty_is_noop),
-        cmocka_unit_test(test_cpu_ops_matmul_same_for_any_thread_count),
-        cmocka_unit_test(test_cpu_ops_matmul_row_independent_of_batch),
-        cmocka_unit_test(test_cpu_ops_dot_matches_reference),
-        cmocka_unit_test(test_cpu_ops_axpy_matches_reference),
-        cmocka_unit_test(test_cpu_ops_rmsnorm_matches_reference),
-        cmocka_unit_test(test_cpu_ops_silu_mul_matches_reference),
-        cmocka_unit_test(test_cpu_ops_softmax_matches_reference),
+        BOTH_ISAS(test_cpu_ops_matmul_matches_reference),
+        BOTH_ISAS(test_cpu_ops_matmul_empty_is_noop),
+        BOTH_ISAS(test_cpu_ops_matmul_same_for_any_thread_count),
+        BOTH_ISAS(test_cpu_ops_matmul_row_independent_of_batch),
+        BOTH_ISAS(test_cpu_ops_dot_matches_reference),
+        BOTH_ISAS(test_cpu_ops_axpy_matches_reference),
+        BOTH_ISAS(test_cpu_ops_rmsnorm_matches_reference),
+        BOTH_ISAS(test_cpu_ops_silu_mul_matches_reference),
+        BOTH_ISAS(test_cpu_ops_softmax_matches_reference),
         cmocka_unit_test(test_cpu_ops_isa_selection),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
