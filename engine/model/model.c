@@ -267,19 +267,29 @@ typedef struct load_item {
     size_t n;
 } load_item;
 
+static void shape_str(char *buf, size_t n, int n_dims, const int64_t *shape)
+{
+    size_t len = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < n_dims && len < n; i++)
+        len += (size_t)snprintf(buf + len, n - len, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (len < n)
+        snprintf(buf + len, n - len, "]");
+}
+
 static bi_status check_shape(const eng_model_config *c, const load_item *it, char *err,
                              size_t err_size)
 {
-    int64_t rows = dim_of(c, it->r->rows), cols = dim_of(c, it->r->cols);
-    bool vec = it->r->cols == DK_1;
-    bool ok = vec ? it->v.n_dims == 1 && it->v.shape[0] == rows
-                  : it->v.n_dims == 2 && it->v.shape[0] == rows && it->v.shape[1] == cols;
-    if (!ok)
-        return eng_errf(err, err_size, BI_BAD_FORMAT,
-                        "model: tensor %s has shape [%lld%s%lld] (%d dims), expected [%lld%s%lld]",
-                        it->name, (long long)it->v.shape[0], it->v.n_dims > 1 ? ", " : "",
-                        it->v.n_dims > 1 ? (long long)it->v.shape[1] : 0LL, it->v.n_dims,
-                        (long long)rows, vec ? "" : ", ", vec ? 0LL : (long long)cols);
+    int64_t want[2] = {dim_of(c, it->r->rows), dim_of(c, it->r->cols)};
+    int want_dims = it->r->cols == DK_1 ? 1 : 2;
+    bool ok = it->v.n_dims == want_dims && it->v.shape[0] == want[0] &&
+              (want_dims == 1 || it->v.shape[1] == want[1]);
+    if (!ok) {
+        char got_s[96], want_s[64];
+        shape_str(got_s, sizeof got_s, it->v.n_dims, it->v.shape);
+        shape_str(want_s, sizeof want_s, want_dims, want);
+        return eng_errf(err, err_size, BI_BAD_FORMAT, "model: tensor %s has shape %s, expected %s",
+                        it->name, got_s, want_s);
+    }
     if (!eng_dtype_supported(it->v.dtype))
         return eng_errf(err, err_size, BI_UNSUPPORTED, "model: tensor %s has unsupported type %s",
                         it->name, it->v.dtype_name);
