@@ -18,7 +18,9 @@
  * Invalid UTF-8 input never fails and never crashes: byte-level BPE encodes the
  * raw bytes (each byte has its own symbol); SentencePiece-style encodes each
  * invalid byte through its <0xAB> byte token (or the unknown token when the
- * vocabulary has no byte tokens). The regex pre-tokenizer is only run on valid
+ * vocabulary has no byte tokens). A byte whose byte-level symbol is missing from
+ * the vocabulary (SmolLM2 has none for bytes that never occur in UTF-8, such as
+ * 0xFF) is dropped, as Hugging Face tokenizers does. The regex pre-tokenizer is only run on valid
  * UTF-8 stretches; an invalid byte is a piece of its own.
  *
  * Ownership: a loaded tokenizer is immutable and may be shared by threads
@@ -49,8 +51,8 @@ bi_status eng_tokenizer_load(const char *model_path, eng_tokenizer **out, char *
 /* Loads from a tokenizer.json and, when tokenizer_config_path is not NULL, its
  * tokenizer_config.json. Errors as eng_tokenizer_load. */
 bi_status eng_tokenizer_from_json(const char *tokenizer_json_path,
-                                  const char *tokenizer_config_path, eng_tokenizer **out,
-                                  char *err, size_t err_size);
+                                  const char *tokenizer_config_path, eng_tokenizer **out, char *err,
+                                  size_t err_size);
 
 /* Loads from the tokenizer.json text in memory (len bytes, need not be
  * NUL-terminated) and optional tokenizer_config.json text (config may be NULL).
