@@ -125,8 +125,8 @@ void eng_detok_init(eng_detok *d);
  * (the "▁" that encoding prepended). *out_len gets the bytes written. Control
  * tokens (BOS, EOS) decode to their text like any other token; callers that
  * do not want them skip them. Returns BI_OUT_OF_RANGE for a bad id,
- * BI_RESOURCE_EXHAUSTED when out_cap is too small (needs at most the token's
- * byte length + 8; d is then unchanged). */
+ * BI_RESOURCE_EXHAUSTED when out_cap is too small (3 * the token's byte length
+ * + 3 is always enough, as each byte may become a U+FFFD; d is then unchanged). */
 bi_status eng_detok_push(const eng_tokenizer *t, eng_detok *d, int32_t id, char *out,
                          size_t out_cap, size_t *out_len);
 

@@ -19,7 +19,8 @@
 
 static const char BYTE_LEVEL_JSON[] =
     "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2, \"\\u0120\": 3,"
-    "\"\\u0120ab\": 4, \"1\": 5, \"<|x|>\": 6, \"\\u00c3\": 7, \"\\u00a9\": 8, \"\\u00c3\\u00a9\": 9},"
+    "\"\\u0120ab\": 4, \"1\": 5, \"<|x|>\": 6, \"\\u00c3\": 7, \"\\u00a9\": 8, \"\\u00c3\\u00a9\": "
+    "9},"
     "\"merges\": [\"a b\", \"\\u0120 ab\", \"\\u00c3 \\u00a9\"]},"
     "\"added_tokens\": [{\"id\": 6, \"content\": \"<|x|>\", \"special\": true}],"
     "\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": ["
@@ -35,10 +36,10 @@ static void load_once(void)
     if (done)
         return;
     done = true;
-    eng_tokenizer_from_json(TOK_FIXTURES_DIR "/spm.json", TOK_FIXTURES_DIR "/spm_config.json",
-                            &spm, NULL, 0);
-    eng_tokenizer_from_json_text(BYTE_LEVEL_JSON, sizeof BYTE_LEVEL_JSON - 1, NULL, 0,
-                                 &byte_level, NULL, 0);
+    eng_tokenizer_from_json(TOK_FIXTURES_DIR "/spm.json", TOK_FIXTURES_DIR "/spm_config.json", &spm,
+                            NULL, 0);
+    eng_tokenizer_from_json_text(BYTE_LEVEL_JSON, sizeof BYTE_LEVEL_JSON - 1, NULL, 0, &byte_level,
+                                 NULL, 0);
     if (!spm || !byte_level)
         abort(); /* the harness is broken, not the input */
 }
