@@ -149,6 +149,21 @@ static void test_tokenizer_spm_gguf_matches_hf(void **state)
     eng_tokenizer_destroy(t);
 }
 
+/* Byte-level BPEs split by Llama 3's and Qwen2's regexes (PCRE2 here, Oniguruma in HF). */
+static void test_tokenizer_split_regexes_match_hf(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"llama3_bl", "qwen2_bl"};
+    for (int i = 0; i < 2; i++) {
+        char json[512], ids[512];
+        snprintf(json, sizeof json, FIX "/%s.json", names[i]);
+        snprintf(ids, sizeof ids, FIX "/%s_ids.json", names[i]);
+        eng_tokenizer *t = load_path(json);
+        assert_int_equal(compare_ids(t, ids), 40);
+        eng_tokenizer_destroy(t);
+    }
+}
+
 static void test_tokenizer_smollm2_matches_hf(void **state)
 {
     (void)state;
@@ -494,6 +509,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tokenizer_spm_json_matches_hf),
         cmocka_unit_test(test_tokenizer_spm_gguf_matches_hf),
+        cmocka_unit_test(test_tokenizer_split_regexes_match_hf),
         cmocka_unit_test(test_tokenizer_smollm2_matches_hf),
         cmocka_unit_test(test_tokenizer_roundtrip_spm),
         cmocka_unit_test(test_tokenizer_roundtrip_smollm2),
