@@ -338,7 +338,10 @@ static bi_status hf_arch(const cJSON *j, eng_model_config *c, char *err, size_t 
 
 static bi_status hf_rope_scaling(const cJSON *j, eng_model_config *c, char *err, size_t err_size)
 {
+    /* transformers 5 writes rope_parameters (theta and scaling together) */
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "rope_scaling");
+    if (!rs || cJSON_IsNull(rs))
+        rs = cJSON_GetObjectItemCaseSensitive(j, "rope_parameters");
     if (!rs || cJSON_IsNull(rs))
         return BI_OK;
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
@@ -392,7 +395,10 @@ bi_status eng_config_from_hf(const cJSON *j, const char *dir, eng_model_config *
         (s = json_int(j, "vocab_size", true, 0, &c->vocab_size, err, err_size)) ||
         (s = json_int(j, "max_position_embeddings", false, 2048, &c->max_ctx, err, err_size)) ||
         (s = json_float(j, "rms_norm_eps", 1e-6f, &c->norm_eps, err, err_size)) ||
-        (s = json_float(j, "rope_theta", 10000.0f, &c->rope_theta, err, err_size)) ||
+        (s = json_float(cJSON_GetObjectItemCaseSensitive(j, "rope_theta")
+                            ? j
+                            : cJSON_GetObjectItemCaseSensitive(j, "rope_parameters"),
+                        "rope_theta", 10000.0f, &c->rope_theta, err, err_size)) ||
         (s = hf_rope_scaling(j, c, err, err_size)))
         return s;
     c->tie_embeddings = json_bool(j, "tie_word_embeddings", false);

@@ -59,10 +59,11 @@ static void test_model_dummy_deterministic(void **state)
     char err[256];
     eng_model *a, *b, *d;
     assert_int_equal(eng_model_config_preset("smollm2-135m", &c), BI_OK);
+    c.n_layer = 4; /* the preset's shapes, fewer layers: quick under ASan too */
     double t0 = now_s();
     assert_int_equal(eng_model_dummy(&c, 7, &a, err, sizeof err), BI_OK);
     double dt = now_s() - t0;
-    print_message("dummy smollm2-135m: %.3f s\n", dt);
+    print_message("dummy smollm2-135m (4 layers): %.3f s\n", dt);
     assert_int_equal(eng_model_dummy(&c, 7, &b, err, sizeof err), BI_OK);
     assert_int_equal(eng_model_dummy(&c, 8, &d, err, sizeof err), BI_OK);
     assert_string_equal(a->fingerprint, b->fingerprint);
@@ -79,7 +80,7 @@ static void test_model_dummy_deterministic(void **state)
     double mean = s / n, sd = sqrt(s2 / n - mean * mean);
     assert_true(fabs(mean) < 1e-3);
     assert_true(fabs(sd - 0.02) < 1e-3);
-    assert_true(a->layers[29].ffn_norm[575] == 1.0f);
+    assert_true(a->layers[3].ffn_norm[575] == 1.0f);
     eng_model_destroy(a);
     eng_model_destroy(b);
     eng_model_destroy(d);
