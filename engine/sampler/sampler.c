@@ -36,7 +36,9 @@ struct eng_sampler {
     int32_t *ids;    /* distinct seen ids, in order of first appearance */
     size_t n_ids;
     size_t ids_cap;
-    cand *cands;     /* (vocab) scratch for filtering */
+    float *e;    /* (vocab) unnormalised probabilities of the current step */
+    cand *cands; /* the tokens that survive filtering (grows as needed) */
+    size_t cands_cap;
     uint64_t rng[4]; /* xoshiro256** state */
 };
 
@@ -137,8 +139,8 @@ bi_status eng_sampler_create(const eng_sampling_params *params, int vocab_size, 
     s->vocab = vocab_size;
     s->count = bi_calloc((size_t)vocab_size, sizeof(*s->count));
     s->seen = bi_calloc((size_t)vocab_size, sizeof(*s->seen));
-    s->cands = bi_mallocarray((size_t)vocab_size, sizeof(*s->cands));
-    if (!s->count || !s->seen || !s->cands) {
+    s->e = bi_mallocarray((size_t)vocab_size, sizeof(*s->e));
+    if (!s->count || !s->seen || !s->e) {
         eng_sampler_destroy(s);
         return BI_NOMEM;
     }
@@ -156,6 +158,7 @@ void eng_sampler_destroy(eng_sampler *s)
     bi_free(s->count);
     bi_free(s->seen);
     bi_free(s->ids);
+    bi_free(s->e);
     bi_free(s->cands);
     bi_free(s);
 }
@@ -386,28 +389,136 @@ static double mass_of(const cand *c, size_t n)
     return z;
 }
 
-/* Applies top-k, top-p, min-p to c[0, n) and draws one candidate with u in
- * [0, 1). The best token always survives every filter. */
-static int32_t filter_and_draw(const eng_sampling_params *p, cand *c, size_t n, double z, double u)
+/* ---- buckets -------------------------------------------------------------
+ * A histogram of the step's tokens by distance below the best logit (in
+ * 1/8 nat steps) tells which tokens a filter surely keeps, surely drops, or
+ * must look at: only the one bucket where the count (top-k) or the mass
+ * (top-p) crosses the limit needs selection, so filters cost a few linear
+ * passes even when they keep most of the vocabulary.
+ */
+#define N_BUCKETS       512
+#define BUCKETS_PER_NAT 8.0f
+
+typedef struct histogram {
+    uint32_t count[N_BUCKETS];
+    double mass[N_BUCKETS];
+} histogram;
+
+/* x is a shifted logit (<= 0, or -inf); far-down tokens share the last bucket. */
+static int bucket_of(float x)
 {
-    if (p->top_k > 0 && (size_t)p->top_k < n) {
-        select_top_k(c, n, (size_t)p->top_k);
-        n = (size_t)p->top_k;
-        z = mass_of(c, n);
+    float b = -x * BUCKETS_PER_NAT;
+    return b < (float)(N_BUCKETS - 1) ? (int)b : N_BUCKETS - 1;
+}
+
+/* Copies into s->cands, in id order, the tokens of a bucket below cut, then
+ * those of bucket cut (n_above and n_cut of them, from the histogram). */
+static bi_status gather(eng_sampler *s, const float *x, int cut, size_t n_above, size_t n_cut)
+{
+    void *arr = s->cands;
+    bi_status st = bi_array_reserve(&arr, &s->cands_cap, n_above + n_cut, sizeof(cand));
+    s->cands = arr;
+    if (st != BI_OK)
+        return st;
+    size_t i_above = 0, i_cut = n_above;
+    for (int id = 0; id < s->vocab; id++) {
+        int b = bucket_of(x[id]);
+        if (b < cut)
+            s->cands[i_above++] = (cand){s->e[id], id};
+        else if (b == cut)
+            s->cands[i_cut++] = (cand){s->e[id], id};
     }
-    if (p->top_p < 1.0f) {
-        n = select_top_p(c, n, (double)p->top_p * z);
-        z = mass_of(c, n);
+    return BI_OK;
+}
+
+/* Leaves in s->cands[0, *n) the top_k best tokens. */
+static bi_status gather_top_k(eng_sampler *s, const float *x, const histogram *h, size_t k,
+                              size_t *n)
+{
+    size_t above = 0;
+    int b = 0;
+    while (b < N_BUCKETS - 1 && above + h->count[b] < k)
+        above += h->count[b++];
+    bi_status st = gather(s, x, b, above, h->count[b]);
+    if (st != BI_OK)
+        return st;
+    if (k < above + h->count[b])
+        select_top_k(s->cands + above, h->count[b], k - above);
+    *n = k;
+    return BI_OK;
+}
+
+/* Leaves in s->cands[0, *n) the nucleus of mass top_p * z. */
+static bi_status gather_top_p(eng_sampler *s, const float *x, const histogram *h, double target,
+                              size_t *n)
+{
+    size_t above = 0;
+    double mass = 0.0;
+    int b = 0;
+    while (b < N_BUCKETS - 1 && mass + h->mass[b] < target) {
+        above += h->count[b];
+        mass += h->mass[b++];
     }
+    bi_status st = gather(s, x, b, above, h->count[b]);
+    if (st != BI_OK)
+        return st;
+    *n = above + select_top_p(s->cands + above, h->count[b], target - mass);
+    return BI_OK;
+}
+
+/* Leaves in s->cands[0, *n) every token that can pass min_p (a superset: the
+ * threshold itself is applied in filter_and_draw). */
+static bi_status gather_min_p(eng_sampler *s, const float *x, const histogram *h, float min_p,
+                              size_t *n)
+{
+    /* one bucket of slack: expf may round a token across the boundary */
+    int cut = bucket_of(logf(min_p)) + 1;
+    if (cut > N_BUCKETS - 1)
+        cut = N_BUCKETS - 1;
+    size_t above = 0;
+    for (int b = 0; b < cut; b++)
+        above += h->count[b];
+    *n = above + h->count[cut];
+    return gather(s, x, cut, above, h->count[cut]);
+}
+
+/* The unfiltered draw: find the bucket holding r by its mass, then the token
+ * inside it in id order. No long chain of dependent additions over the whole
+ * vocabulary, which would cost more than the rest of the step. */
+static int32_t draw_all(const eng_sampler *s, const float *x, const histogram *h, double r,
+                        int32_t best)
+{
+    int b = 0;
+    while (b < N_BUCKETS - 1 && r >= h->mass[b])
+        r -= h->mass[b++];
+    double acc = 0.0;
+    int32_t last = best; /* only reached when rounding leaves r past every token */
+    for (int id = 0; id < s->vocab; id++) {
+        if (bucket_of(x[id]) != b || s->e[id] == 0.0f)
+            continue;
+        acc += s->e[id];
+        last = id;
+        if (r < acc)
+            return id;
+    }
+    return last;
+}
+
+/* Applies top-p (unless done), min-p to c[0, n) and draws one candidate with
+ * u in [0, 1). The best token always survives every filter. */
+static int32_t filter_and_draw(const eng_sampling_params *p, bool top_p_done, cand *c, size_t n,
+                               double u)
+{
+    if (p->top_p < 1.0f && !top_p_done)
+        n = select_top_p(c, n, (double)p->top_p * mass_of(c, n));
     if (p->min_p > 0.0f) {
         size_t k = 0;
         for (size_t i = 0; i < n; i++)
             if (c[i].e >= p->min_p) /* the best has e == 1 */
                 c[k++] = c[i];
         n = k;
-        z = mass_of(c, n);
     }
-    double r = u * z, acc = 0.0;
+    double r = u * mass_of(c, n), acc = 0.0;
     for (size_t i = 0; i < n; i++) {
         acc += c[i].e;
         if (r < acc)
@@ -418,6 +529,80 @@ static int32_t filter_and_draw(const eng_sampling_params *p, cand *c, size_t n, 
         if (c[i].e > 0.0f)
             return c[i].id;
     return c[0].id;
+}
+
+/* exp(x) for x <= 0 (or -inf), within 2 ulp of expf: Cody-Waite reduction to
+ * [-ln2/2, ln2/2] and Cephes' degree-6 polynomial. Written without calls or
+ * branches so that the loop over the vocabulary vectorises, and the same on
+ * every machine, unlike libm's expf. Below -87 it returns 0 (true values are
+ * below 2^-125, no weight next to the best token's 1). */
+static float exp_nonpos(float x)
+{
+    float keep = x >= -87.0f ? 1.0f : 0.0f;
+    x = x >= -87.0f ? x : -87.0f;
+    float n = x * 1.44269504088896341f + 12582912.0f; /* round to nearest via 1.5 * 2^23 */
+    n -= 12582912.0f;
+    float r = x - n * 0.693359375f;
+    r -= n * -2.12194440e-4f;
+    float y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof(scale));
+    return y * scale * keep;
+}
+
+/* Shifts by the max and divides by the temperature (so no temperature can
+ * overflow; softmax does not see the shift), and fills s->e and h. */
+static void scale_and_exp(eng_sampler *s, float *logits, float max, histogram *h)
+{
+    float t = s->p.temperature;
+    float *e = s->e;
+    for (int i = 0; i < s->vocab; i++) {
+        float x = (logits[i] - max) / t;
+        logits[i] = x;
+        e[i] = exp_nonpos(x);
+    }
+    memset(h, 0, sizeof(*h));
+    for (int i = 0; i < s->vocab; i++) {
+        int b = bucket_of(logits[i]);
+        h->count[b]++;
+        h->mass[b] += e[i];
+    }
+}
+
+static bi_status sample_temperature(eng_sampler *s, float *logits, float max, int32_t best,
+                                    int32_t *chosen, double *z)
+{
+    const eng_sampling_params *p = &s->p;
+    histogram h;
+    scale_and_exp(s, logits, max, &h);
+    *z = 0.0;
+    for (int b = 0; b < N_BUCKETS; b++)
+        *z += h.mass[b];
+    double u = rng_uniform(s->rng);
+    size_t n;
+    bi_status st;
+    bool top_k = p->top_k > 0 && p->top_k < s->vocab;
+    if (top_k)
+        st = gather_top_k(s, logits, &h, (size_t)p->top_k, &n);
+    else if (p->top_p < 1.0f)
+        st = gather_top_p(s, logits, &h, (double)p->top_p * *z, &n);
+    else if (p->min_p > 0.0f)
+        st = gather_min_p(s, logits, &h, p->min_p, &n);
+    else {
+        *chosen = draw_all(s, logits, &h, u * *z, best);
+        return BI_OK;
+    }
+    if (st != BI_OK)
+        return st;
+    *chosen = filter_and_draw(p, !top_k, s->cands, n, u);
+    return BI_OK;
 }
 
 bi_status eng_sampler_sample(eng_sampler *s, float *logits, int32_t *token, eng_logprobs *lp)
@@ -432,31 +617,17 @@ bi_status eng_sampler_sample(eng_sampler *s, float *logits, int32_t *token, eng_
         return BI_INTERNAL;
     float max = logits[best];
     bool want_lp = lp && p->n_logprobs >= 0;
-    int32_t chosen;
+    int32_t chosen = best;
 
     if (p->temperature == 0.0f) {
-        chosen = best;
         if (want_lp)
             fill_logprobs(logits, vocab, log_sum_exp_shifted(logits, vocab, max), max, chosen,
                           p->n_logprobs, lp);
     } else {
-        /* Shifting by the max before dividing keeps every value <= 0, so no
-         * temperature can overflow; softmax does not see the shift. */
-        float t = p->temperature;
-        size_t n = 0;
-        double z = 0.0;
-        for (int i = 0; i < vocab; i++) {
-            float x = (logits[i] - max) / t;
-            logits[i] = x;
-            float e = expf(x);
-            if (e > 0.0f) {
-                s->cands[n].e = e;
-                s->cands[n].id = i;
-                n++;
-                z += e;
-            }
-        }
-        chosen = filter_and_draw(p, s->cands, n, z, rng_uniform(s->rng));
+        double z;
+        bi_status st = sample_temperature(s, logits, max, best, &chosen, &z);
+        if (st != BI_OK)
+            return st;
         if (want_lp)
             fill_logprobs(logits, vocab, log(z), 0.0f, chosen, p->n_logprobs, lp);
     }
