@@ -38,44 +38,71 @@ const char *eng_arch_name(eng_arch arch)
 
 typedef struct preset {
     const char *name;
-    eng_arch arch;
-    int n_layer, d_model, n_head, n_kv_head, head_dim, d_ff, vocab, max_ctx;
-    float rope_theta, norm_eps;
-    bool tied;
+    eng_model_config cfg; /* name, flags and token ids are filled in on use */
 } preset;
 
 static const preset PRESETS[] = {
-    {"tinyllama-1.1b", ENG_ARCH_LLAMA, 22, 2048, 32, 4, 64, 5632, 32000, 2048, 10000.f, 1e-5f,
-     false},
-    {"qwen3-0.6b", ENG_ARCH_QWEN3, 28, 1024, 16, 8, 128, 3072, 151936, 40960, 1000000.f, 1e-6f,
-     true},
-    {"llama3-8b", ENG_ARCH_LLAMA, 32, 4096, 32, 8, 128, 14336, 128256, 8192, 500000.f, 1e-5f,
-     false},
-    {"smollm2-135m", ENG_ARCH_LLAMA, 30, 576, 9, 3, 64, 1536, 49152, 8192, 100000.f, 1e-5f, true},
+    {"tinyllama-1.1b",
+     {.arch = ENG_ARCH_LLAMA,
+      .n_layer = 22,
+      .d_model = 2048,
+      .n_head = 32,
+      .n_kv_head = 4,
+      .head_dim = 64,
+      .d_ff = 5632,
+      .vocab_size = 32000,
+      .max_ctx = 2048,
+      .rope_theta = 10000.f,
+      .norm_eps = 1e-5f}},
+    {"qwen3-0.6b",
+     {.arch = ENG_ARCH_QWEN3,
+      .n_layer = 28,
+      .d_model = 1024,
+      .n_head = 16,
+      .n_kv_head = 8,
+      .head_dim = 128,
+      .d_ff = 3072,
+      .vocab_size = 151936,
+      .max_ctx = 40960,
+      .rope_theta = 1000000.f,
+      .norm_eps = 1e-6f,
+      .tie_embeddings = true}},
+    {"llama3-8b",
+     {.arch = ENG_ARCH_LLAMA,
+      .n_layer = 32,
+      .d_model = 4096,
+      .n_head = 32,
+      .n_kv_head = 8,
+      .head_dim = 128,
+      .d_ff = 14336,
+      .vocab_size = 128256,
+      .max_ctx = 8192,
+      .rope_theta = 500000.f,
+      .norm_eps = 1e-5f}},
+    {"smollm2-135m",
+     {.arch = ENG_ARCH_LLAMA,
+      .n_layer = 30,
+      .d_model = 576,
+      .n_head = 9,
+      .n_kv_head = 3,
+      .head_dim = 64,
+      .d_ff = 1536,
+      .vocab_size = 49152,
+      .max_ctx = 8192,
+      .rope_theta = 100000.f,
+      .norm_eps = 1e-5f,
+      .tie_embeddings = true}},
 };
 
 bi_status eng_model_config_preset(const char *name, eng_model_config *cfg)
 {
     for (size_t i = 0; i < sizeof PRESETS / sizeof PRESETS[0]; i++) {
-        const preset *p = &PRESETS[i];
-        if (strcmp(p->name, name) != 0)
+        if (strcmp(PRESETS[i].name, name) != 0)
             continue;
-        memset(cfg, 0, sizeof *cfg);
-        snprintf(cfg->name, sizeof cfg->name, "%s", p->name);
-        cfg->arch = p->arch;
-        cfg->n_layer = p->n_layer;
-        cfg->d_model = p->d_model;
-        cfg->n_head = p->n_head;
-        cfg->n_kv_head = p->n_kv_head;
-        cfg->head_dim = p->head_dim;
-        cfg->d_ff = p->d_ff;
-        cfg->vocab_size = p->vocab;
-        cfg->max_ctx = p->max_ctx;
-        cfg->rope_theta = p->rope_theta;
-        cfg->norm_eps = p->norm_eps;
-        cfg->tie_embeddings = p->tied;
-        cfg->qkv_bias = ARCHS[p->arch].qkv_bias;
-        cfg->qk_norm = ARCHS[p->arch].qk_norm;
+        *cfg = PRESETS[i].cfg;
+        snprintf(cfg->name, sizeof cfg->name, "%s", name);
+        cfg->qkv_bias = ARCHS[cfg->arch].qkv_bias;
+        cfg->qk_norm = ARCHS[cfg->arch].qk_norm;
         cfg->bos_id = cfg->eos_id = -1;
         return BI_OK;
     }
