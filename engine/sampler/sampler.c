@@ -601,7 +601,8 @@ static bi_status sample_temperature(eng_sampler *s, float *logits, float max, in
     }
     if (st != BI_OK)
         return st;
-    *chosen = filter_and_draw(p, !top_k, s->cands, n, u);
+    /* n == 0 only if rounding emptied the nucleus; the best token is in it */
+    *chosen = n > 0 ? filter_and_draw(p, !top_k, s->cands, n, u) : best;
     return BI_OK;
 }
 

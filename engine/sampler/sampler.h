@@ -71,7 +71,10 @@ bi_status eng_sampler_accept(eng_sampler *s, int32_t token);
 
 /* Chooses the next token from logits[vocab_size] (modified in place), records
  * it as generated, and fills *lp when lp is not NULL and logprobs were asked
- * for. Non-finite logits are treated as -inf; all -inf is BI_INTERNAL. */
+ * for. Non-finite logits are treated as -inf; all -inf is BI_INTERNAL.
+ * Afterwards logits holds the penalised logits (greedy) or the penalised
+ * logits minus their max, divided by the temperature. BI_NOMEM if the
+ * filter's scratch could not grow; the token is then not recorded. */
 bi_status eng_sampler_sample(eng_sampler *s, float *logits, int32_t *token, eng_logprobs *lp);
 
 /*

@@ -34,6 +34,15 @@ static bool feed(eng_stop_matcher *m, const char *piece, char *out)
     return stopped;
 }
 
+/* Feeds one piece and checks what it emitted and whether it stopped. */
+static void expect_feed(eng_stop_matcher *m, const char *piece, bool want_stop,
+                        const char *want_out)
+{
+    char out[256];
+    assert_int_equal(feed(m, piece, out), want_stop);
+    assert_string_equal(out, want_out);
+}
+
 /* Feeds pieces in order and returns everything emitted, flush included
  * unless a stop fired. */
 static bool run_pieces(const char *const *stops, size_t n_stops, const char *const *pieces,
@@ -59,22 +68,27 @@ static bool run_pieces(const char *const *stops, size_t n_stops, const char *con
     return stopped;
 }
 
+/* Runs pieces through a fresh matcher and checks the outcome. */
+static void expect_run(const char *const *stops, size_t n_stops, const char *const *pieces,
+                       size_t n_pieces, bool want_stop, const char *want_text)
+{
+    char all[256];
+    assert_int_equal(run_pieces(stops, n_stops, pieces, n_pieces, all), want_stop);
+    assert_string_equal(all, want_text);
+}
+
 /* ---- fixed cases -------------------------------------------------------- */
 
 static void test_stop_whole_and_split(void **state)
 {
     (void)state;
     const char *stops[] = {"STOP"};
-    char all[256];
     const char *one[] = {"hello STOP world"};
-    assert_true(run_pieces(stops, 1, one, 1, all));
-    assert_string_equal(all, "hello ");
+    expect_run(stops, 1, one, 1, true, "hello ");
     const char *split[] = {"hel", "lo S", "T", "O", "P more"};
-    assert_true(run_pieces(stops, 1, split, 5, all));
-    assert_string_equal(all, "hello ");
+    expect_run(stops, 1, split, 5, true, "hello ");
     const char *none[] = {"no st", "op here S", "TO"};
-    assert_false(run_pieces(stops, 1, none, 3, all));
-    assert_string_equal(all, "no stop here STO");
+    expect_run(stops, 1, none, 3, false, "no stop here STO");
 }
 
 static void test_stop_holds_back_minimal_tail(void **state)
@@ -83,23 +97,15 @@ static void test_stop_holds_back_minimal_tail(void **state)
     const char *stops[] = {"abc", "xyz"};
     eng_stop_matcher *m = make(stops, 2);
     char out[256];
-    assert_false(feed(m, "1ab", out));
-    assert_string_equal(out, "1"); /* "ab" could become "abc" */
-    assert_false(feed(m, "d", out));
-    assert_string_equal(out, "abd");
-    assert_false(feed(m, "qa", out));
-    assert_string_equal(out, "q");
-    assert_false(feed(m, "", out));
-    assert_string_equal(out, "");
-    assert_false(feed(m, "x", out)); /* "ax": only "x" can still start a stop */
-    assert_string_equal(out, "a");
-    assert_false(feed(m, "y", out));
-    assert_string_equal(out, "");
-    assert_true(feed(m, "z tail", out));
-    assert_string_equal(out, "");
+    expect_feed(m, "1ab", false, "1"); /* "ab" could become "abc" */
+    expect_feed(m, "d", false, "abd");
+    expect_feed(m, "qa", false, "q");
+    expect_feed(m, "", false, "");
+    expect_feed(m, "x", false, "a"); /* "ax": only "x" can still start a stop */
+    expect_feed(m, "y", false, "");
+    expect_feed(m, "z tail", true, "");
     /* after the stop nothing more comes out */
-    assert_true(feed(m, "more", out));
-    assert_string_equal(out, "");
+    expect_feed(m, "more", true, "");
     size_t n = 7;
     assert_int_equal(eng_stop_matcher_flush(m, out, 255, &n), BI_OK);
     assert_int_equal(n, 0);
@@ -109,38 +115,30 @@ static void test_stop_holds_back_minimal_tail(void **state)
 static void test_stop_overlapping_candidates(void **state)
 {
     (void)state;
-    char all[256];
     /* both end at the same byte: the one that starts earlier wins */
     const char *s1[] = {"b", "ab"};
     const char *t1[] = {"aab"};
-    assert_true(run_pieces(s1, 2, t1, 1, all));
-    assert_string_equal(all, "a");
+    expect_run(s1, 2, t1, 1, true, "a");
     const char *t1s[] = {"a", "a", "b"};
-    assert_true(run_pieces(s1, 2, t1s, 3, all));
-    assert_string_equal(all, "a");
+    expect_run(s1, 2, t1s, 3, true, "a");
     /* the first to complete wins even though a longer one started earlier */
     const char *s2[] = {"abc", "b"};
     const char *t2[] = {"xa", "bc"};
-    assert_true(run_pieces(s2, 2, t2, 2, all));
-    assert_string_equal(all, "xa");
+    expect_run(s2, 2, t2, 2, true, "xa");
     /* a self-overlapping stop: "aab" inside "aaab" */
     const char *s3[] = {"aab"};
     const char *t3[] = {"a", "a", "a", "b!"};
-    assert_true(run_pieces(s3, 1, t3, 4, all));
-    assert_string_equal(all, "a");
+    expect_run(s3, 1, t3, 4, true, "a");
 }
 
 static void test_stop_multiple_stops(void **state)
 {
     (void)state;
-    char all[256];
     const char *stops[] = {"world", "lo", "</s>"};
     const char *t[] = {"hel", "lo world</s>"};
-    assert_true(run_pieces(stops, 3, t, 2, all));
-    assert_string_equal(all, "hel");
+    expect_run(stops, 3, t, 2, true, "hel");
     const char *t2[] = {"say </", "s> world"};
-    assert_true(run_pieces(stops, 3, t2, 2, all));
-    assert_string_equal(all, "say ");
+    expect_run(stops, 3, t2, 2, true, "say ");
 }
 
 static void test_stop_utf8(void **state)
@@ -148,37 +146,28 @@ static void test_stop_utf8(void **state)
     (void)state;
     const char *stops[] = {"\xe3\x80\x82", "——"}; /* "。" and two em dashes */
     eng_stop_matcher *m = make(stops, 2);
-    char out[256];
     /* 你好 then the first byte of 。: the lead byte is held, whole chars pass */
-    assert_false(feed(m, "\xe4\xbd\xa0\xe5\xa5\xbd\xe3", out));
-    assert_string_equal(out, "\xe4\xbd\xa0\xe5\xa5\xbd");
-    assert_false(feed(m, "\x80", out));
-    assert_string_equal(out, "");
-    assert_true(feed(m, "\x82\xe5\x86\x8d", out));
-    assert_string_equal(out, "");
+    expect_feed(m, "\xe4\xbd\xa0\xe5\xa5\xbd\xe3", false, "\xe4\xbd\xa0\xe5\xa5\xbd");
+    expect_feed(m, "\x80", false, "");
+    expect_feed(m, "\x82\xe5\x86\x8d", true, "");
     eng_stop_matcher_destroy(m);
 
-    char all[256];
     const char *t[] = {"a\xe2\x80", "\x94", "b\xe2\x80\x94\xe2", "\x80\x94"};
-    assert_true(run_pieces(stops, 2, t, 4, all));
-    assert_string_equal(all, "a\xe2\x80\x94"
-                             "b");
+    expect_run(stops, 2, t, 4, true,
+               "a\xe2\x80\x94"
+               "b");
 }
 
 static void test_stop_no_stops_pass_through(void **state)
 {
     (void)state;
-    char all[256];
     const char *empty[] = {"", ""};
     const char *t[] = {"any", "thing"};
-    assert_false(run_pieces(empty, 2, t, 2, all));
-    assert_string_equal(all, "anything");
-    assert_false(run_pieces(NULL, 0, t, 2, all));
-    assert_string_equal(all, "anything");
+    expect_run(empty, 2, t, 2, false, "anything");
+    expect_run(NULL, 0, t, 2, false, "anything");
     /* empty stops are skipped, the others still work */
     const char *mixed[] = {"", "th", ""};
-    assert_true(run_pieces(mixed, 3, t, 2, all));
-    assert_string_equal(all, "any");
+    expect_run(mixed, 3, t, 2, true, "any");
 }
 
 static void test_stop_bad_input(void **state)
