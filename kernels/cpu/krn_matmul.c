@@ -7,11 +7,13 @@
  * which serves both regimes without packing or scratch memory:
  *  - decode (M = 1..8) is memory-bound: each weight row is streamed from DRAM
  *    once, 4 or 8 rows at a time, and reused from L1 for every row of x;
- *  - prefill (M up to hundreds) is compute-bound: the 2x6 tile keeps 12
- *    accumulators, 2 x vectors and 1 w vector in 15 of the 16 ymm registers
- *    (a 3x4 tile needs all 16 and GCC spills one), 12 FMAs per 8 loads; x is
- *    walked in blocks small enough to stay in L2 while a task's weight rows
- *    are reused across them.
+ *  - prefill (M up to hundreds) is compute-bound: the 3x4 tile keeps 12
+ *    accumulators and 3 x vectors in registers, 12 FMAs per 7 loads. That is
+ *    all 16 ymm registers with the w vector, so GCC keeps one x vector on
+ *    the stack (an L1 hit folded into the FMAs); it still measured ~40%
+ *    faster than a spill-free 2x6 tile (about 70 vs 50 GFLOP/s of an 85
+ *    GFLOP/s single-core peak). x is walked in blocks that stay in L2 while a
+ *    task's weight rows are reused across them.
  * Work is split over the pool by fixed blocks of output columns, and every
  * tile shape performs the same per-element sequence (8-lane accumulation
  * over K, masked tail, fixed horizontal sum, then + bias), so the result does
@@ -26,11 +28,11 @@
 #endif
 
 enum {
-    MM_MR = 2,         /* rows of x per prefill tile */
-    MM_NR = 6,         /* rows of w per prefill tile */
-    MM_NR_WIDE = 8,    /* rows of w per tile when the block has one row of x */
-    MM_NB = 48,        /* rows of w (output columns) per pool task */
-    MM_X_BLOCK = 98304 /* bytes of x walked per pass over a task's w rows (L2) */
+    MM_MR = 3,           /* rows of x per prefill tile */
+    MM_NR = 4,           /* rows of w per prefill tile */
+    MM_NR_WIDE = 8,      /* rows of w per tile when the block has one row of x */
+    MM_NB = 32,          /* rows of w (output columns) per pool task */
+    MM_X_BLOCK = 1 << 20 /* bytes of x walked per pass over a task's w rows (L2) */
 };
 
 typedef struct mm_args {

@@ -135,11 +135,11 @@ static void mm_check(const mm_case *c, const float *y)
 }
 
 /* M, N, K around and off the tile sizes (3x4, 1x8), the task width (32),
- * the vector width (8) and the x block (98304 bytes of rows). */
+ * the vector width (8) and the x block (1 MiB of rows: 12 rows at K = 20000). */
 static const int mm_shapes[][3] = {
-    {1, 1, 1},     {1, 1, 8},      {1, 17, 9},    {2, 5, 3},     {3, 4, 8},      {4, 33, 100},
-    {5, 64, 576},  {7, 13, 1},     {8, 70, 31},   {13, 40, 577}, {1, 100, 1536}, {37, 65, 129},
-    {128, 36, 64}, {100, 33, 700}, {10, 9, 9000}, {2, 1, 17},    {1, 8, 7},      {6, 96, 16},
+    {1, 1, 1},     {1, 1, 8},      {1, 17, 9},     {2, 5, 3},     {3, 4, 8},      {4, 33, 100},
+    {5, 64, 576},  {7, 13, 1},     {8, 70, 31},    {13, 40, 577}, {1, 100, 1536}, {37, 65, 129},
+    {128, 36, 64}, {100, 33, 700}, {14, 5, 20000}, {2, 1, 17},    {1, 8, 7},      {6, 96, 16},
 };
 
 static void test_cpu_ops_matmul_matches_reference(void **state)
@@ -178,7 +178,8 @@ static void test_cpu_ops_matmul_empty_is_noop(void **state)
 static void test_cpu_ops_matmul_same_for_any_thread_count(void **state)
 {
     select_isa(state);
-    static const int shapes[][3] = {{1, 1000, 200}, {8, 333, 97}, {37, 129, 576}, {3, 31, 1}};
+    static const int shapes[][3] = {
+        {1, 1000, 200}, {8, 333, 97}, {37, 129, 576}, {3, 31, 1}, {14, 40, 20000}};
     krn_pool *pools[3];
     for (int t = 0; t < 3; t++)
         assert_int_equal(krn_pool_create(t + 1, &pools[t]), BI_OK);
