@@ -1,11 +1,12 @@
 /*
  * sampler.c - logits processing and the seeded draw (see sampler.h).
  *
- * Per step the sampler touches the whole vocabulary only in two linear passes
- * (clean + max, then temperature + exp); penalties walk the list of distinct
- * ids seen so far, and top-k / top-p use selection (quickselect, and a
- * mass-weighted quickselect for the nucleus) instead of sorting, because a
- * 152k-entry sort per token would cost more than the rest of the step.
+ * Per step the sampler touches the whole vocabulary only in a few linear
+ * passes (clean + argmax, scale + exp, a histogram by log-probability, one
+ * gather or draw pass); penalties walk the list of distinct ids seen so far.
+ * Top-k / top-p / min-p never sort the vocabulary: the histogram says which
+ * tokens a filter surely keeps or drops, and only the one crossing bucket is
+ * resolved by (mass-weighted) quickselect.
  *
  * Probabilities are kept unnormalised as e = exp((x - max) / T), so the most
  * likely token has e == 1 exactly; that makes min-p a plain threshold.
