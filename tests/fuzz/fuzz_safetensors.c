@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < eng_st_n_tensors(st); i++) {
         const eng_st_tensor *t = eng_st_tensor_at(st, i);
         if (eng_st_tensor_find(st, t->name) != t)
-            abort(); /* names are unique and found */
+            abort();   /* names are unique and found */
         if (t->nbytes) /* every byte the reader vouched for is readable */
             sink += ((const uint8_t *)t->data)[0] + ((const uint8_t *)t->data)[t->nbytes - 1];
         size_t es = eng_dtype_type_size(t->dtype);

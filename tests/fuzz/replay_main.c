@@ -102,10 +102,9 @@ static uint64_t rnd(void)
 /* One mutation of buf[0..*n) (capacity cap). */
 static void mutate(uint8_t *buf, size_t *n, size_t cap)
 {
-    static const uint64_t interesting[] = {0,          1,          0x7F,        0x80,
-                                           0xFF,       0x7FFF,     0xFFFF,      0x7FFFFFFF,
-                                           0xFFFFFFFF, 1ull << 32, 1ull << 40,  INT64_MAX,
-                                           UINT64_MAX, 32,         4,           5};
+    static const uint64_t interesting[] = {
+        0,          1,          0x7F,       0x80,      0xFF,       0x7FFF, 0xFFFF, 0x7FFFFFFF,
+        0xFFFFFFFF, 1ull << 32, 1ull << 40, INT64_MAX, UINT64_MAX, 32,     4,      5};
     size_t len = *n;
     switch (rnd() % 7) {
     case 0: /* flip a bit */
