@@ -52,7 +52,8 @@ struct eng_tokenizer {
     bool spm_prefix;     /* SentencePiece: prepend "▁" to each text segment */
     bool spm_prefix_first_only; /* Metaspace prepend_scheme "first" / llama.cpp: only at offset 0 */
     bool spm_split;             /* Metaspace split: pieces start at each "▁" */
-    bool byte_prefix_space;     /* ByteLevel add_prefix_space */
+    bool spm_prefix_if_no_space; /* Metaspace: no "▁" before text that starts with a space */
+    bool byte_prefix_space;      /* ByteLevel add_prefix_space */
     bool add_bos;
 
     int n_vocab;

@@ -100,6 +100,7 @@ static bi_status on_pre(jctx *c, const cJSON *o)
         t->spm_prefix = scheme ? strcmp(scheme, "never") != 0 : jbool(o, "add_prefix_space", true);
         t->spm_prefix_first_only = scheme && strcmp(scheme, "first") == 0;
         t->spm_split = jbool(o, "split", true);
+        t->spm_prefix_if_no_space = true;
         return BI_OK;
     }
     return tok_err(c->err, c->err_size, BI_UNSUPPORTED, "pre-tokenizer %s is not supported", type);

@@ -285,7 +285,8 @@ static bi_status segment_spm(const eng_tokenizer *t, scratch *s, const char *p, 
 {
     if (n == 0)
         return BI_OK;
-    bool prefix = t->spm_prefix && (at_start || !t->spm_prefix_first_only);
+    bool prefix = t->spm_prefix && (at_start || !t->spm_prefix_first_only) &&
+                  !(t->spm_prefix_if_no_space && p[0] == ' ');
     size_t cap;
     if (!bi_size_mul(n, 3, &cap) || !bi_size_add(cap, 3, &cap))
         return BI_NOMEM;

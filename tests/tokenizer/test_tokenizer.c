@@ -139,6 +139,14 @@ static void test_tokenizer_spm_json_matches_hf(void **state)
     eng_tokenizer_destroy(t);
 }
 
+static void test_tokenizer_spm_metaspace_matches_hf(void **state)
+{
+    (void)state;
+    eng_tokenizer *t = load_path(FIX "/spm_meta.json");
+    assert_true(compare_ids(t, FIX "/spm_meta_ids.json") >= 30);
+    eng_tokenizer_destroy(t);
+}
+
 static void test_tokenizer_spm_gguf_matches_hf(void **state)
 {
     (void)state;
@@ -508,6 +516,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tokenizer_spm_json_matches_hf),
+        cmocka_unit_test(test_tokenizer_spm_metaspace_matches_hf),
         cmocka_unit_test(test_tokenizer_spm_gguf_matches_hf),
         cmocka_unit_test(test_tokenizer_split_regexes_match_hf),
         cmocka_unit_test(test_tokenizer_smollm2_matches_hf),
