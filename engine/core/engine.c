@@ -424,13 +424,12 @@ static void seq_release(eng_engine *e, eng_seq *s)
     s->segs = NULL;
     s->n_levels = 0;
     if (s->fill) {
-        eng_catalog_kvent_release(&e->cat, s->fill);
+        eng_catalog_kvent_release(&e->cat, s->fill); /* the pages are the variant's */
         s->fill = NULL;
     } else if (s->pages) {
         eng_kv_unref(&e->pool, s->pages, s->n_pages);
-    }
-    if (!s->fill)
         bi_free(s->pages);
+    }
     s->pages = NULL;
     s->n_pages = s->cap_pages = 0;
 }
