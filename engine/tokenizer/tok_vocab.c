@@ -297,8 +297,11 @@ bi_status tok_set_piece(eng_tokenizer *t, int32_t id, const char *s, size_t len,
         }
         return tok_err(err, err_size, BI_BAD_FORMAT, "token id %d given twice", id);
     }
-    if (!(t->pieces[id] = bi_strndup(s, len)))
+    /* not strndup: a GGUF token may hold a NUL byte, and piece_len must cover it */
+    if (!(t->pieces[id] = bi_malloc(len + 1)))
         return tok_err(err, err_size, BI_NOMEM, "out of memory");
+    memcpy(t->pieces[id], s, len);
+    t->pieces[id][len] = 0;
     t->piece_len[id] = (uint32_t)len;
     t->attr[id] |= attr;
     return BI_OK;

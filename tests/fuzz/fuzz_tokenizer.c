@@ -5,8 +5,9 @@
  *         tokenizer loaded once from tests/fixtures/tokenizer/spm.json and by a
  *         small byte-level tokenizer (digit + GPT-2 regex splits), then decoded
  *         whole and token by token;
- *   odd:  a tokenizer.json, parsed; when it loads, it encodes and decodes its
- *         own text.
+ *   1 mod 4: a tokenizer.json, parsed; when it loads, it encodes and decodes
+ *         its own text;
+ *   3 mod 4: a GGUF image whose tokenizer metadata is loaded, likewise.
  * Any status is fine; a crash, leak or sanitizer report is not.
  */
 #include <stdbool.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "model/gguf.h"
 #include "tokenizer/tokenizer.h"
 
 static const char BYTE_LEVEL_JSON[] =
@@ -80,6 +82,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     eng_tokenizer *t = NULL;
     char err[128];
+    if ((data[0] & 3) == 3) {
+        eng_gguf *g;
+        if (eng_gguf_open_memory(text, len, &g, NULL, 0) != BI_OK)
+            return 0;
+        bi_status s = eng_tokenizer_from_gguf(g, &t, err, sizeof err);
+        eng_gguf_close(g);
+        if (s == BI_OK) {
+            static const char probe[] = "Hello <s> w\xc3\xb6rld \xff 123";
+            roundtrip(t, probe, sizeof probe - 1, true);
+            eng_tokenizer_destroy(t);
+        }
+        return 0;
+    }
     if (eng_tokenizer_from_json_text(text, len, NULL, 0, &t, err, sizeof err) == BI_OK) {
         roundtrip(t, text, len, true);
         eng_tokenizer_destroy(t);

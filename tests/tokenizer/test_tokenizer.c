@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/alloc.h"
+#include "model/gguf.h"
 #include "tokenizer/tokenizer.h"
 
 #define FIX TOK_FIXTURES_DIR
@@ -485,6 +486,128 @@ static void test_tokenizer_hostile_json(void **state)
     assert_int_equal(eng_tokenizer_load("/nonexistent/model", &t, NULL, 0), BI_NOT_FOUND);
 }
 
+/* A GGUF image built in memory, for hostile-metadata cases. */
+typedef struct gbuf {
+    uint8_t b[4096];
+    size_t n;
+} gbuf;
+
+static void gput(gbuf *g, const void *p, size_t n)
+{
+    assert_true(g->n + n <= sizeof g->b);
+    memcpy(g->b + g->n, p, n);
+    g->n += n;
+}
+
+static void gu32(gbuf *g, uint32_t v)
+{
+    gput(g, &v, 4);
+}
+
+static void gu64(gbuf *g, uint64_t v)
+{
+    gput(g, &v, 8);
+}
+
+static void gstr(gbuf *g, const char *s)
+{
+    gu64(g, strlen(s));
+    gput(g, s, strlen(s));
+}
+
+static void gkey_str(gbuf *g, const char *k, const char *v)
+{
+    gstr(g, k);
+    gu32(g, ENG_GGUF_STRING);
+    gstr(g, v);
+}
+
+static void gkey_u32(gbuf *g, const char *k, uint32_t v)
+{
+    gstr(g, k);
+    gu32(g, ENG_GGUF_UINT32);
+    gu32(g, v);
+}
+
+/* A string array key; n strings from v. */
+static void gkey_strs(gbuf *g, const char *k, const char *const *v, size_t n)
+{
+    gstr(g, k);
+    gu32(g, ENG_GGUF_ARRAY);
+    gu32(g, ENG_GGUF_STRING);
+    gu64(g, n);
+    for (size_t i = 0; i < n; i++)
+        gstr(g, v[i]);
+}
+
+static void gheader(gbuf *g, uint64_t n_kv)
+{
+    g->n = 0;
+    gput(g, "GGUF", 4);
+    gu32(g, 3);
+    gu64(g, 0);
+    gu64(g, n_kv);
+}
+
+static bi_status gguf_tok(gbuf *g, char *err, size_t err_size)
+{
+    eng_gguf *f;
+    assert_int_equal(eng_gguf_open_memory(g->b, g->n, &f, NULL, 0), BI_OK);
+    eng_tokenizer *t = NULL;
+    bi_status s = eng_tokenizer_from_gguf(f, &t, err, err_size);
+    eng_gguf_close(f);
+    eng_tokenizer_destroy(t);
+    return s;
+}
+
+/* Hostile GGUF tokenizer metadata: missing keys, wrong types, unknown names,
+ * merges naming unknown tokens, ids out of range. */
+static void test_tokenizer_hostile_gguf(void **state)
+{
+    (void)state;
+    static const char *const toks[] = {"a", "b", "ab"};
+    static const char *const good[] = {"a b"};
+    static const char *const bad[] = {"a c"};
+    char err[256];
+    gbuf g;
+    struct {
+        const char *model, *pre;
+        const char *const *merges;
+        uint32_t bos;
+        bi_status want;
+    } cases[] = {
+        {"gpt2", "gpt2", good, 0, BI_OK},
+        {NULL, "gpt2", good, 0, BI_BAD_FORMAT},
+        {"bert", "gpt2", good, 0, BI_UNSUPPORTED},
+        {"gpt2", "no-such-pre", good, 0, BI_UNSUPPORTED},
+        {"gpt2", "gpt2", bad, 0, BI_BAD_FORMAT},
+        {"gpt2", "gpt2", NULL, 0, BI_BAD_FORMAT},
+        {"gpt2", "gpt2", good, 99, BI_BAD_FORMAT},
+        {"llama", "gpt2", good, 0, BI_BAD_FORMAT}, /* no scores */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        gheader(&g, 3 + (cases[i].model != NULL) + (cases[i].merges != NULL));
+        if (cases[i].model)
+            gkey_str(&g, "tokenizer.ggml.model", cases[i].model);
+        gkey_str(&g, "tokenizer.ggml.pre", cases[i].pre);
+        gkey_strs(&g, "tokenizer.ggml.tokens", toks, 3);
+        if (cases[i].merges)
+            gkey_strs(&g, "tokenizer.ggml.merges", cases[i].merges, 1);
+        gkey_u32(&g, "tokenizer.ggml.bos_token_id", cases[i].bos);
+        err[0] = 0;
+        bi_status s = gguf_tok(&g, err, sizeof err);
+        if (s != cases[i].want)
+            fail_msg("case %zu: got %s (%s), want %s", i, bi_status_name(s), err,
+                     bi_status_name(cases[i].want));
+        assert_true(s == BI_OK || strlen(err) > 0);
+    }
+    /* tokens of the wrong type */
+    gheader(&g, 2);
+    gkey_str(&g, "tokenizer.ggml.model", "gpt2");
+    gkey_u32(&g, "tokenizer.ggml.tokens", 7);
+    assert_int_equal(gguf_tok(&g, err, sizeof err), BI_BAD_FORMAT);
+}
+
 /* 100 KB of English must encode well under a second. */
 static void test_tokenizer_speed(void **state)
 {
@@ -527,6 +650,7 @@ int main(void)
         cmocka_unit_test(test_tokenizer_first_space_dropped_spm),
         cmocka_unit_test(test_tokenizer_parse_special),
         cmocka_unit_test(test_tokenizer_hostile_json),
+        cmocka_unit_test(test_tokenizer_hostile_gguf),
         cmocka_unit_test(test_tokenizer_speed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
