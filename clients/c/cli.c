@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "braid.h"
+#include "cmd_run.h"
 
 #define DEFAULT_ADDRESS "tcp://127.0.0.1:7543"
 
@@ -12,7 +13,8 @@ static void usage(FILE *f)
     fprintf(f, "Usage: braid [--address URL] [--timeout MS] COMMAND\n\n"
                "Talks to a running braidd.\n\n"
                "Commands:\n"
-               "  health      print whether braidd is serving, its version and model\n\n"
+               "  health      print whether braidd is serving, its version and model\n"
+               "  run         run a model in this process, no braidd (braid run --help)\n\n"
                "Options:\n"
                "  --address URL   braidd address (default " DEFAULT_ADDRESS ", env BRAID_ADDRESS)\n"
                "  --timeout MS    per-call timeout in milliseconds (default 30000)\n"
@@ -56,6 +58,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (strcmp(argv[i], "run") == 0)
+        return braid_cmd_run(argc - i - 1, argv + i + 1);
     braid_client *c;
     braid_status st = braid_client_create(addr ? addr : DEFAULT_ADDRESS, timeout_ms, &c);
     if (st != BRAID_OK) {
