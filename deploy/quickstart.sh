@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The README's first command: installs the dependencies, builds, starts braidd
-# and talks to it with the `braid` client. Pass --serve to keep braidd running in
-# the foreground afterwards (Ctrl-C stops it).
+# The README's first command: installs the dependencies, builds, fetches the
+# default model (SmolLM2-135M-Instruct), starts braidd and checks its health
+# with the `braid` client, then runs the model through the engine in-process
+# (`braid run`): a system prompt and a document registered as chunks, a
+# question answered twice, the second time from cached chunk KV.
+# Pass --serve to keep braidd running in the foreground afterwards.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
@@ -9,6 +12,7 @@ addr=${BRAID_ADDRESS:-tcp://127.0.0.1:7543}
 
 bash deploy/setup.sh
 bash deploy/build.sh build
+model=$(bash deploy/fetch_model.sh)
 
 echo "== starting braidd on $addr"
 ./build/service/braidd --listen "$addr" &
@@ -21,6 +25,18 @@ for _ in $(seq 1 50); do
 done
 echo "== braid health"
 ./build/clients/braid --address "$addr" health
+
+doc=$(mktemp)
+cat >"$doc" <<'DOC'
+Braidinfer is an inference service for workloads that reuse context. Documents are
+registered once as chunks; their KV cache is computed once, kept in a paged pool and
+shared by every request that composes them.
+DOC
+echo "== braid run (engine in-process): system prompt and a document as chunks, asked twice"
+./build/clients/braid run --model "$model" --quiet --repeat 2 --max-tokens 60 \
+  --system "You are a helpful assistant. Answer in one or two sentences." \
+  --context "$doc" --prompt "What does Braidinfer do with documents?"
+rm -f "$doc"
 
 if [ "${1:-}" = "--serve" ]; then
   echo "== braidd is serving on $addr; Ctrl-C to stop"

@@ -7,6 +7,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
 
 bash deploy/setup.sh
+# The real-model tests (SmolLM2 answers "Paris") need the default model.
+bash deploy/fetch_model.sh >/dev/null
 echo "== build (release)"
 bash deploy/build.sh build
 echo "== build (asan+ubsan)"

@@ -293,8 +293,10 @@ static int run_once(eng_engine *e, const run_opts *o, eng_part *parts, int n_par
     const eng_usage *u = &s.usage;
     eng_stats es;
     eng_stats_get(e, &es);
+    fputc('\n', stdout);
+    fflush(stdout);
     fprintf(stderr,
-            "\n--- run %d: finish %s%s%s\n"
+            "--- run %d: finish %s%s%s\n"
             "prompt %d tokens (%d from cached chunks), generated %d\n"
             "time to first token %.1f ms (prefill %.1f tokens/s), decode %.1f tokens/s\n"
             "KV pool: %d of %d pages in use (%.1f MiB of %.1f), %zu chunks, %llu evictions\n",

@@ -36,6 +36,8 @@ typedef struct collect {
     bi_status status;
     eng_usage usage;
     int finals;
+    int n_logprobs; /* token events that carried logprobs */
+    float first_logprob;
     eng_engine *cancel_engine; /* cancel after cancel_after tokens */
     int cancel_after;
 } collect;
@@ -57,6 +59,12 @@ static void on_event(void *user, const eng_event *ev)
         c->text[c->text_len] = '\0';
     }
     if (!ev->final) {
+        if (ev->logprobs) {
+            if (c->n_logprobs++ == 0)
+                c->first_logprob = ev->logprobs->chosen.logprob;
+            if (ev->logprobs->n_top < 1 || ev->logprobs->top[0].logprob < ev->logprobs->chosen.logprob)
+                c->n_logprobs = -1000; /* the chosen token cannot beat the best one */
+        }
         if (c->n_tokens < 512)
             c->tokens[c->n_tokens++] = ev->token;
         if (c->cancel_engine && c->n_tokens == c->cancel_after)
@@ -356,6 +364,43 @@ static void test_engine_bad_requests(void **state)
     assert_int_equal(c.finals, 0);
 }
 
+/* Seeded sampling repeats itself; logprobs and stop strings reach the events. */
+static void test_engine_sampling_seed_logprobs_stop(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    eng_part parts[] = {text_part(ENG_ROLE_USER, "Write a short poem about the sea.")};
+    eng_gen_params p;
+    greedy(&p, parts, 1, 16);
+    p.sampling.temperature = 0.9f;
+    p.sampling.top_p = 0.95f;
+    p.sampling.seed = 42;
+    p.sampling.n_logprobs = 3;
+    collect a, b, c;
+    run(&p, &a);
+    run(&p, &b);
+    assert_int_equal(a.n_tokens, b.n_tokens);
+    assert_memory_equal(a.tokens, b.tokens, (size_t)a.n_tokens * sizeof(int32_t));
+    assert_int_equal(a.n_logprobs, a.n_tokens);
+    assert_true(a.first_logprob <= 0.0f);
+    p.sampling.seed = 43;
+    run(&p, &c);
+    assert_true(c.n_tokens != a.n_tokens ||
+                memcmp(c.tokens, a.tokens, (size_t)a.n_tokens * sizeof(int32_t)) != 0);
+    /* A stop string ends the answer before it, and is not emitted. */
+    eng_part q[] = {text_part(ENG_ROLE_USER, "What is the capital of France?")};
+    greedy(&p, q, 1, 24);
+    const char *stops[] = {"Paris"};
+    p.stop = stops;
+    p.n_stop = 1;
+    collect d;
+    run(&p, &d);
+    print_message("stopped text: '%s'\n", d.text);
+    assert_int_equal(d.finish, ENG_FINISH_STOP);
+    assert_null(strstr(d.text, "Paris"));
+    assert_non_null(strstr(d.text, "capital"));
+}
+
 /* A small pool: idle chunk KV is evicted LRU so new requests still run, pinned
  * chunks keep theirs, and stats count the evictions. */
 static void test_engine_evicts_idle_chunks(void **state)
@@ -413,6 +458,7 @@ int main(void)
         cmocka_unit_test(test_engine_cancel_mid_stream),
         cmocka_unit_test(test_engine_bad_requests),
         cmocka_unit_test(test_engine_evicts_idle_chunks),
+        cmocka_unit_test(test_engine_sampling_seed_logprobs_stop),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
