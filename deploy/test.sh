@@ -13,7 +13,7 @@ echo "== build (release)"
 bash deploy/build.sh build
 echo "== build (asan+ubsan)"
 # The sanitizer tree skips CUDA: its GPU programs cannot run here anyway.
-bash deploy/build.sh build-asan -DBRAID_SANITIZE=ON -DBRAID_CUDA=OFF -DCMAKE_BUILD_TYPE=Debug
+bash deploy/build.sh build-asan -DBRAID_SANITIZE=ON -DBRAID_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

@@ -32,28 +32,27 @@ typedef struct run_opts {
 
 static void run_usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: braid run --model PATH [options] --prompt TEXT\n\n"
-            "Runs the engine in this process (no braidd): registers the system prompt and\n"
-            "each context file as a chunk, streams the answer, prints speed and cache use.\n\n"
-            "  --model PATH          GGUF file or Hugging Face directory\n"
-            "  --dummy PRESET        random weights instead (tinyllama-1.1b, qwen3-0.6b,\n"
-            "                        llama3-8b, smollm2-135m); prompts are then token ids\n"
-            "  --system TEXT         system prompt (a chunk)\n"
-            "  --context FILE        a document (a chunk); repeatable\n"
-            "  --prompt TEXT         the user message (required)\n"
-            "  --max-tokens N        default 256\n"
-            "  --temperature T       default 0 (greedy)\n"
-            "  --top-k N  --top-p P  --min-p P  --seed N\n"
-            "  --repetition-penalty R  --presence-penalty P  --frequency-penalty F\n"
-            "  --stop TEXT           stop string; repeatable\n"
-            "  --ignore-eos          keep going past end-of-generation tokens\n"
-            "  --reuse MODE          exact (default) or independent\n"
-            "  --repeat N            run the same generation N times (shows chunk reuse)\n"
-            "  --threads N           CPU threads (default: all)\n"
-            "  --kv-tokens N         KV pool capacity in tokens (default 16384)\n"
-            "  --chat-format NAME    override the detected chat template\n"
-            "  --quiet               no log lines, just the answer and the summary\n");
+    fprintf(f, "Usage: braid run --model PATH [options] --prompt TEXT\n\n"
+               "Runs the engine in this process (no braidd): registers the system prompt and\n"
+               "each context file as a chunk, streams the answer, prints speed and cache use.\n\n"
+               "  --model PATH          GGUF file or Hugging Face directory\n"
+               "  --dummy PRESET        random weights instead (tinyllama-1.1b, qwen3-0.6b,\n"
+               "                        llama3-8b, smollm2-135m); prompts are then token ids\n"
+               "  --system TEXT         system prompt (a chunk)\n"
+               "  --context FILE        a document (a chunk); repeatable\n"
+               "  --prompt TEXT         the user message (required)\n"
+               "  --max-tokens N        default 256\n"
+               "  --temperature T       default 0 (greedy)\n"
+               "  --top-k N  --top-p P  --min-p P  --seed N\n"
+               "  --repetition-penalty R  --presence-penalty P  --frequency-penalty F\n"
+               "  --stop TEXT           stop string; repeatable\n"
+               "  --ignore-eos          keep going past end-of-generation tokens\n"
+               "  --reuse MODE          exact (default) or independent\n"
+               "  --repeat N            run the same generation N times (shows chunk reuse)\n"
+               "  --threads N           CPU threads (default: all)\n"
+               "  --kv-tokens N         KV pool capacity in tokens (default 16384)\n"
+               "  --chat-format NAME    override the detected chat template\n"
+               "  --quiet               no log lines, just the answer and the summary\n");
 }
 
 static bool parse_num(const char *s, double lo, double hi, double *out)
@@ -304,7 +303,8 @@ static int run_once(eng_engine *e, const run_opts *o, eng_part *parts, int n_par
             u->prompt_tokens, u->cached_tokens, u->generated_tokens, u->ttft_ms,
             u->ttft_ms > 0 ? (u->prompt_tokens - u->cached_tokens) / (u->ttft_ms / 1000.0) : 0.0,
             decode_s > 0 ? (s.tokens - 1) / decode_s : 0.0, es.kv_pages_total - es.kv_pages_free,
-            es.kv_pages_total, (es.kv_pages_total - es.kv_pages_free) * es.kv_page_bytes / 1048576.0,
+            es.kv_pages_total,
+            (es.kv_pages_total - es.kv_pages_free) * es.kv_page_bytes / 1048576.0,
             es.kv_pages_total * es.kv_page_bytes / 1048576.0, es.n_chunks,
             (unsigned long long)es.evictions);
     (void)total;

@@ -13,9 +13,8 @@ void eng_attn_state_clear(eng_attn_state *st, int head_dim)
     st->l = 0.0f;
 }
 
-void eng_attn_level(const eng_kv_pool *kv, int layer, int kvh, const float *q,
-                    const int32_t *pages, int32_t n, float scale, float *scores,
-                    eng_attn_state *out)
+void eng_attn_level(const eng_kv_pool *kv, int layer, int kvh, const float *q, const int32_t *pages,
+                    int32_t n, float scale, float *scores, eng_attn_state *out)
 {
     const int hd = kv->head_dim, ps = kv->page_size;
     eng_attn_state_clear(out, hd);

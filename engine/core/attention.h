@@ -29,9 +29,8 @@ void eng_attn_state_clear(eng_attn_state *st, int head_dim);
  * tokens of a level stored in pages, for one layer and kv head: writes the
  * level's state into out. scores is scratch of at least n floats. n == 0 gives
  * the empty state. */
-void eng_attn_level(const eng_kv_pool *kv, int layer, int kvh, const float *q,
-                    const int32_t *pages, int32_t n, float scale, float *scores,
-                    eng_attn_state *out);
+void eng_attn_level(const eng_kv_pool *kv, int layer, int kvh, const float *q, const int32_t *pages,
+                    int32_t n, float scale, float *scores, eng_attn_state *out);
 
 /* a = merge(a, b). */
 void eng_attn_merge(eng_attn_state *a, const eng_attn_state *b, int head_dim);

@@ -163,8 +163,8 @@ bi_status eng_backend_cpu_create(int n_threads, int32_t max_ctx, eng_backend **o
         return st;
     }
     c->scratch_per_thread = 3 * CPU_MAX_HEAD_DIM + (size_t)max_ctx;
-    c->scratch = bi_mallocarray(c->scratch_per_thread * (size_t)krn_pool_size(c->pool),
-                                sizeof(float));
+    c->scratch =
+        bi_mallocarray(c->scratch_per_thread * (size_t)krn_pool_size(c->pool), sizeof(float));
     if (!c->scratch) {
         eng_backend_destroy(&c->base);
         return BI_NOMEM;

@@ -62,7 +62,7 @@ typedef struct eng_catalog {
     eng_dtable chunks; /* chunk id -> eng_chunk */
     eng_dtable kvents; /* kv key -> eng_kvent */
     eng_kv_pool *pool;
-    uint64_t clock;    /* LRU ticks */
+    uint64_t clock; /* LRU ticks */
     uint64_t evictions;
 } eng_catalog;
 

@@ -18,7 +18,7 @@
 #include "tokenizer/tokenizer.h"
 
 #define ENG_MAX_SEQS_PER_STEP 256
-#define ENG_TEXT_MAX 1024
+#define ENG_TEXT_MAX          1024
 
 /* A read-only level of a sequence: a chunk's KV variant at a position. */
 typedef struct eng_level {
@@ -37,8 +37,8 @@ typedef struct eng_seq {
     int n_levels;
     eng_seg *segs; /* n_levels, rebuilt per step */
     int32_t tail_pos;
-    int32_t done;    /* tokens of the tail already in the pool */
-    int32_t *pages;  /* request: own pages; fill: the variant's */
+    int32_t done;   /* tokens of the tail already in the pool */
+    int32_t *pages; /* request: own pages; fill: the variant's */
     int32_t n_pages, cap_pages;
     struct eng_seq *next;
     /* per step */
@@ -155,8 +155,7 @@ bi_status eng_chunk_id_parse(const char *s, eng_chunk_id *out)
 /* --- tokens: framing and ids --- */
 
 /* Appends n ids to a growable array. */
-static bi_status ids_append(int32_t **arr, int32_t *len, int32_t *cap, const int32_t *ids,
-                            size_t n)
+static bi_status ids_append(int32_t **arr, int32_t *len, int32_t *cap, const int32_t *ids, size_t n)
 {
     size_t need;
     if (!bi_size_add((size_t)*len, n, &need) || need > INT32_MAX)
@@ -285,8 +284,7 @@ static bi_status content_tokens(eng_engine *e, eng_role role, const char *text, 
 
 /* Registers tokens (taking ownership) as a chunk under the lock. */
 static bi_status chunk_insert(eng_engine *e, const char *ns, eng_role role, int32_t *toks,
-                              int32_t n, bool pin, eng_chunk_id *id, bool *existed,
-                              eng_chunk **out)
+                              int32_t n, bool pin, eng_chunk_id *id, bool *existed, eng_chunk **out)
 {
     chunk_id_compute(e, ns, role, toks, n, id);
     eng_chunk *ch = eng_catalog_find(&e->cat, ns, id);
@@ -340,8 +338,7 @@ bi_status eng_chunk_register(eng_engine *e, const eng_chunk_desc *d, eng_chunk_i
     return st;
 }
 
-bi_status eng_chunk_get(eng_engine *e, const char *ns, const eng_chunk_id *id,
-                        eng_chunk_info *info)
+bi_status eng_chunk_get(eng_engine *e, const char *ns, const eng_chunk_id *id, eng_chunk_info *info)
 {
     pthread_mutex_lock(&e->lock);
     eng_chunk *ch = eng_catalog_find(&e->cat, ns, id);
@@ -720,8 +717,9 @@ bi_status eng_generate(eng_engine *e, const eng_gen_params *p, eng_event_fn fn, 
             r->n_prompt_tail = r->n_tail;
             r->prompt_tokens += pt[p->n_parts].n;
             if (r->n_tail == 0) {
-                snprintf(err, err_size, "the composition ends with a chunk: add an inline part "
-                                        "or the generation prompt after it");
+                snprintf(err, err_size,
+                         "the composition ends with a chunk: add an inline part "
+                         "or the generation prompt after it");
                 st = BI_INVALID_ARGUMENT;
             } else if (r->prompt_tokens >= e->max_ctx) {
                 snprintf(err, err_size, "the composition has %d tokens; the context holds %d",
@@ -729,8 +727,8 @@ bi_status eng_generate(eng_engine *e, const eng_gen_params *p, eng_event_fn fn, 
                 st = BI_OUT_OF_RANGE;
             }
         }
-        if (st == BI_OK && (st = eng_sampler_add_prompt(r->sampler, r->tail, (size_t)r->n_tail)) ==
-                               BI_OK) {
+        if (st == BI_OK &&
+            (st = eng_sampler_add_prompt(r->sampler, r->tail, (size_t)r->n_tail)) == BI_OK) {
             r->id = ++e->next_id;
             r->state = REQ_QUEUED;
             if (e->queue_tail)
@@ -1104,8 +1102,8 @@ static void req_complete(eng_engine *e, eng_req *r)
         char err[128];
         if (eng_tokenizer_decode(e->tok, r->tail + r->n_prompt_tail, (size_t)n_gen, &answer,
                                  &alen) == BI_OK &&
-            frame_tokens(e, ENG_ROLE_ASSISTANT, answer, alen, &toks, &n, &cap, err,
-                         sizeof err) == BI_OK) {
+            frame_tokens(e, ENG_ROLE_ASSISTANT, answer, alen, &toks, &n, &cap, err, sizeof err) ==
+                BI_OK) {
             pthread_mutex_lock(&e->lock);
             if (chunk_insert(e, r->ns, ENG_ROLE_ASSISTANT, toks, n, false, &r->usage.output_chunk,
                              NULL, NULL) == BI_OK)
@@ -1320,16 +1318,15 @@ static bi_status engine_setup(eng_engine *e, char *err, size_t err_size)
         snprintf(err, err_size, "the KV pool (%d tokens) is too small", kv_tokens);
         return BI_INVALID_ARGUMENT;
     }
-    bi_status st = eng_kv_pool_init(&e->pool, mc->n_layer, mc->n_kv_head, mc->head_dim, page,
-                                    n_pages);
+    bi_status st =
+        eng_kv_pool_init(&e->pool, mc->n_layer, mc->n_kv_head, mc->head_dim, page, n_pages);
     if (st != BI_OK) {
         snprintf(err, err_size, "cannot allocate a KV pool of %d tokens: %s", kv_tokens,
                  bi_strerror(st));
         return st;
     }
     if ((st = eng_backend_cpu_create(e->cfg.n_threads, e->max_ctx, &e->backend)) != BI_OK ||
-        (st = eng_forward_create(e->model, e->backend, &e->pool, e->max_batch, &e->fwd)) !=
-            BI_OK) {
+        (st = eng_forward_create(e->model, e->backend, &e->pool, e->max_batch, &e->fwd)) != BI_OK) {
         snprintf(err, err_size, "cannot set up the CPU backend: %s", bi_strerror(st));
         return st;
     }
@@ -1390,7 +1387,9 @@ bi_status eng_engine_create(const eng_config *cfg, eng_engine **out, char *err, 
         return st;
     }
     e->worker_started = true;
-    BI_LOGI(NULL, "engine ready: %s (%s), %d layers, d_model %d, vocab %d; KV pool %d pages x %d tokens, context %d",
+    BI_LOGI(NULL,
+            "engine ready: %s (%s), %d layers, d_model %d, vocab %d; KV pool %d pages x %d tokens, "
+            "context %d",
             e->model->cfg.name, eng_arch_name(e->model->cfg.arch), e->model->cfg.n_layer,
             e->model->cfg.d_model, e->model->cfg.vocab_size, e->pool.n_pages, e->pool.page_size,
             e->max_ctx);

@@ -52,8 +52,9 @@ typedef enum eng_reuse_mode {
 } eng_reuse_mode;
 
 typedef struct eng_config {
-    const char *model_path;   /* GGUF file or HF directory */
-    const char *dummy_preset; /* instead of model_path: random weights of a preset shape, no tokenizer */
+    const char *model_path; /* GGUF file or HF directory */
+    const char
+        *dummy_preset; /* instead of model_path: random weights of a preset shape, no tokenizer */
     uint64_t dummy_seed;
     int n_threads;            /* CPU threads; <= 0 = all */
     int32_t kv_tokens;        /* KV pool capacity in tokens; <= 0 = 16384 */
@@ -81,14 +82,14 @@ eng_chat_format eng_engine_chat_format(const eng_engine *e);
 /* --- chunks --- */
 
 typedef struct eng_chunk_desc {
-    const char *ns;        /* namespace (tenant); NULL = "" */
+    const char *ns; /* namespace (tenant); NULL = "" */
     eng_role role;
-    const char *text;      /* content, framed by the chat template for role ... */
+    const char *text; /* content, framed by the chat template for role ... */
     size_t text_len;
-    const int32_t *ids;    /* ... or token ids used as they are (no framing) */
+    const int32_t *ids; /* ... or token ids used as they are (no framing) */
     size_t n_ids;
-    bool pin;              /* keep its KV resident */
-    bool precompute;       /* compute its KV now (as a leading chunk) instead of on first use */
+    bool pin;        /* keep its KV resident */
+    bool precompute; /* compute its KV now (as a leading chunk) instead of on first use */
 } eng_chunk_desc;
 
 typedef struct eng_chunk_info {
@@ -126,11 +127,11 @@ bi_status eng_chunk_tokens(eng_engine *e, const char *ns, const eng_chunk_id *id
 
 typedef struct eng_part {
     bool is_chunk;
-    eng_chunk_id chunk;   /* when is_chunk */
-    eng_role role;        /* inline text: framed for this role */
+    eng_chunk_id chunk; /* when is_chunk */
+    eng_role role;      /* inline text: framed for this role */
     const char *text;
     size_t text_len;
-    const int32_t *ids;   /* inline token ids, used as they are (instead of text) */
+    const int32_t *ids; /* inline token ids, used as they are (instead of text) */
     size_t n_ids;
 } eng_part;
 
@@ -139,23 +140,23 @@ typedef struct eng_gen_params {
     const eng_part *parts;
     size_t n_parts;
     eng_sampling_params sampling;
-    int32_t max_tokens;        /* >= 1 */
-    const char *const *stop;   /* stop strings */
+    int32_t max_tokens;      /* >= 1 */
+    const char *const *stop; /* stop strings */
     size_t n_stop;
-    const int32_t *stop_ids;   /* stop token ids */
+    const int32_t *stop_ids; /* stop token ids */
     size_t n_stop_ids;
     bool ignore_eos;
     bool no_generation_prompt; /* do not append the template's assistant prompt */
     eng_reuse_mode reuse;
-    bool retain_output;        /* register the answer as an assistant chunk */
-    const char *request_id;    /* for logs; may be NULL */
-    int64_t deadline_ms;       /* CLOCK_MONOTONIC milliseconds; 0 = none */
+    bool retain_output;     /* register the answer as an assistant chunk */
+    const char *request_id; /* for logs; may be NULL */
+    int64_t deadline_ms;    /* CLOCK_MONOTONIC milliseconds; 0 = none */
 } eng_gen_params;
 
 typedef enum eng_finish {
     ENG_FINISH_NONE = 0,
-    ENG_FINISH_STOP,      /* end-of-generation token, stop string or stop id */
-    ENG_FINISH_LENGTH,    /* max_tokens or the context */
+    ENG_FINISH_STOP,   /* end-of-generation token, stop string or stop id */
+    ENG_FINISH_LENGTH, /* max_tokens or the context */
     ENG_FINISH_CANCELLED,
     ENG_FINISH_DEADLINE,
     ENG_FINISH_ERROR,
@@ -164,10 +165,10 @@ typedef enum eng_finish {
 const char *eng_finish_name(eng_finish f);
 
 typedef struct eng_usage {
-    int32_t prompt_tokens;    /* composition length */
-    int32_t cached_tokens;    /* of which served from chunk KV already in the pool */
+    int32_t prompt_tokens; /* composition length */
+    int32_t cached_tokens; /* of which served from chunk KV already in the pool */
     int32_t generated_tokens;
-    double ttft_ms;           /* submit to first token */
+    double ttft_ms; /* submit to first token */
     double total_ms;
     bool has_output_chunk;
     eng_chunk_id output_chunk; /* when retain_output */
@@ -178,13 +179,13 @@ typedef struct eng_event {
     bool final;
     /* token events */
     int32_t token;
-    const char *text;          /* UTF-8-complete delta (may be empty); valid during the call */
+    const char *text; /* UTF-8-complete delta (may be empty); valid during the call */
     size_t text_len;
     const eng_logprobs *logprobs; /* NULL unless asked for */
     /* final event */
     eng_finish finish;
-    bi_status status;          /* BI_OK unless finish is ERROR */
-    const char *message;       /* detail for errors; "" otherwise */
+    bi_status status;    /* BI_OK unless finish is ERROR */
+    const char *message; /* detail for errors; "" otherwise */
     const eng_usage *usage;
 } eng_event;
 

@@ -63,8 +63,8 @@ bi_status eng_forward_create(const eng_model *m, eng_backend *b, eng_kv_pool *kv
     f->tok_idx = bi_mallocarray(n, sizeof(int32_t));
     f->logit_tok = bi_mallocarray(n, sizeof(int32_t));
     bi_status st = eng_rope_init(&f->rope, c);
-    if (st != BI_OK || !f->x || !f->h || !f->q || !f->k || !f->v || !f->att || !f->gate ||
-        !f->up || !f->tok_seq || !f->tok_pos || !f->tok_idx || !f->logit_tok) {
+    if (st != BI_OK || !f->x || !f->h || !f->q || !f->k || !f->v || !f->att || !f->gate || !f->up ||
+        !f->tok_seq || !f->tok_pos || !f->tok_idx || !f->logit_tok) {
         eng_forward_destroy(f);
         return BI_NOMEM;
     }
@@ -83,8 +83,7 @@ int32_t eng_forward_logit_rows(const eng_fwd_batch *b)
 
 /* Checks the batch and fills the per-token plan; the number of logit rows
  * goes to *rows. */
-static bi_status forward_plan(eng_forward *f, const eng_fwd_batch *b, eng_plan *plan,
-                              int32_t *rows)
+static bi_status forward_plan(eng_forward *f, const eng_fwd_batch *b, eng_plan *plan, int32_t *rows)
 {
     if (b->n_tokens <= 0 || b->n_tokens > f->max_tokens || b->n_seqs <= 0)
         return BI_INVALID_ARGUMENT;

@@ -55,7 +55,8 @@ typedef struct read_job {
 static void read_task(void *arg, int task, int n_tasks, int thread)
 {
     read_job *j = arg;
-    size_t lo = j->n * (size_t)task / (size_t)n_tasks, hi = j->n * (size_t)(task + 1) / (size_t)n_tasks;
+    size_t lo = j->n * (size_t)task / (size_t)n_tasks,
+           hi = j->n * (size_t)(task + 1) / (size_t)n_tasks;
     float s = 0;
     for (size_t i = lo; i < hi; i += 16)
         s += j->buf[i]; /* touches every cache line once */
@@ -181,8 +182,8 @@ int main(int argc, char **argv)
         printf("  prefill %4d tokens          %10.1f %12s %9s\n", plens[k], prefill_tps[k],
                "(compute)", "-");
     for (int k = 0; k < 2; k++)
-        printf("  decode batch %d (ctx 128)     %10.1f %12.1f %8.0f%%\n", batches[k],
-               decode_tps[k], bound * batches[k], 100 * decode_tps[k] / (bound * batches[k]));
+        printf("  decode batch %d (ctx 128)     %10.1f %12.1f %8.0f%%\n", batches[k], decode_tps[k],
+               bound * batches[k], 100 * decode_tps[k] / (bound * batches[k]));
     printf("  (decode bound = bandwidth / %.0f MB of weights per step, x batch)\n", wbytes / 1e6);
     mkdir(BRAID_BENCH_RESULTS_DIR, 0755);
     FILE *j = fopen(out, "w");

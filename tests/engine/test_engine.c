@@ -62,7 +62,8 @@ static void on_event(void *user, const eng_event *ev)
         if (ev->logprobs) {
             if (c->n_logprobs++ == 0)
                 c->first_logprob = ev->logprobs->chosen.logprob;
-            if (ev->logprobs->n_top < 1 || ev->logprobs->top[0].logprob < ev->logprobs->chosen.logprob)
+            if (ev->logprobs->n_top < 1 ||
+                ev->logprobs->top[0].logprob < ev->logprobs->chosen.logprob)
                 c->n_logprobs = -1000; /* the chosen token cannot beat the best one */
         }
         if (c->n_tokens < 512)
@@ -197,8 +198,8 @@ static void test_engine_exact_reuse_identical(void **state)
     collect c1, c2;
     run(&p, &c1);
     run(&p, &c2);
-    print_message("exact: cached %d of %d; '%s'\n", c2.usage.cached_tokens,
-                  c2.usage.prompt_tokens, c2.text);
+    print_message("exact: cached %d of %d; '%s'\n", c2.usage.cached_tokens, c2.usage.prompt_tokens,
+                  c2.text);
     assert_true(c1.n_tokens > 0);
     assert_int_equal(c1.n_tokens, c2.n_tokens);
     assert_memory_equal(c1.tokens, c2.tokens, (size_t)c1.n_tokens * sizeof(int32_t));
@@ -233,8 +234,8 @@ static void test_engine_register_dedup_and_namespaces(void **state)
     register_text(ENG_ROLE_CONTEXT, "dedup me", &y, &existed);
     assert_true(existed);
     assert_memory_equal(&x, &y, sizeof x);
-    eng_chunk_desc d = {.ns = "tenant-b", .role = ENG_ROLE_CONTEXT, .text = "dedup me",
-                        .text_len = 8};
+    eng_chunk_desc d = {
+        .ns = "tenant-b", .role = ENG_ROLE_CONTEXT, .text = "dedup me", .text_len = 8};
     assert_int_equal(eng_chunk_register(engine, &d, &z, &existed), BI_OK);
     assert_false(existed);
     assert_memory_not_equal(&x, &z, sizeof x);
@@ -349,8 +350,7 @@ static void test_engine_bad_requests(void **state)
     text[big] = '\0';
     eng_part huge[] = {text_part(ENG_ROLE_USER, text)};
     greedy(&p, huge, 1, 4);
-    assert_int_equal(eng_generate(engine, &p, on_event, &c, &id, err, sizeof err),
-                     BI_OUT_OF_RANGE);
+    assert_int_equal(eng_generate(engine, &p, on_event, &c, &id, err, sizeof err), BI_OUT_OF_RANGE);
     eng_chunk_id hid;
     eng_chunk_desc d = {.role = ENG_ROLE_CONTEXT, .text = text, .text_len = big};
     assert_int_equal(eng_chunk_register(engine, &d, &hid, NULL), BI_OUT_OF_RANGE);
@@ -407,16 +407,15 @@ static void test_engine_evicts_idle_chunks(void **state)
 {
     (void)state;
     NEED_MODEL();
-    eng_config cfg = {.model_path = BRAID_SMOLLM2_GGUF, .n_threads = 2, .kv_tokens = 256,
-                      .page_size = 16};
+    eng_config cfg = {
+        .model_path = BRAID_SMOLLM2_GGUF, .n_threads = 2, .kv_tokens = 256, .page_size = 16};
     char err[512];
     eng_engine *small;
     assert_int_equal(eng_engine_create(&cfg, &small, err, sizeof err), BI_OK);
     eng_engine *saved = engine;
     engine = small;
     eng_chunk_id pinned, ids[6];
-    eng_chunk_desc pd = {.role = ENG_ROLE_SYSTEM, .text = "Be brief.", .text_len = 9,
-                         .pin = true};
+    eng_chunk_desc pd = {.role = ENG_ROLE_SYSTEM, .text = "Be brief.", .text_len = 9, .pin = true};
     assert_int_equal(eng_chunk_register(small, &pd, &pinned, NULL), BI_OK);
     for (int i = 0; i < 6; i++) {
         char doc[160];

@@ -196,8 +196,7 @@ static void check_case(const char *name, const char *model_rel, const char *expe
              * placed at p (rotation base 0), and to itself. */
             for (int i = 0; i < n; i++) {
                 eng_seg seg = {r.pages, i, p, 0};
-                run(&r, i ? &seg : NULL, i ? 1 : 0, 32, p + i, 0, &ids[i], 1, ENG_LOGITS_LAST,
-                    out);
+                run(&r, i ? &seg : NULL, i ? 1 : 0, 32, p + i, 0, &ids[i], 1, ENG_LOGITS_LAST, out);
                 double e = scaled_err(out, ref + ((size_t)k * n + i) * V, (size_t)V);
                 we = e > we ? e : we;
             }
