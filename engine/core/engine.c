@@ -1452,3 +1452,13 @@ bi_status eng_stats_get(eng_engine *e, eng_stats *out)
     pthread_mutex_unlock(&e->lock);
     return BI_OK;
 }
+
+const char *eng_engine_fingerprint(const eng_engine *e)
+{
+    return e->model->fingerprint;
+}
+
+int32_t eng_engine_max_ctx(const eng_engine *e)
+{
+    return e->max_ctx;
+}

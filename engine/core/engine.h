@@ -211,4 +211,13 @@ typedef struct eng_stats {
 
 bi_status eng_stats_get(eng_engine *e, eng_stats *out);
 
+/* --- accessors added for the service --- */
+
+/* The model's fingerprint: 64 lower-case hex digits (NUL-terminated), part of
+ * every chunk id. Valid for the engine's lifetime. */
+const char *eng_engine_fingerprint(const eng_engine *e);
+/* The longest composition plus generation the engine accepts, in tokens (the
+ * model's context capped by the configuration and the KV pool). */
+int32_t eng_engine_max_ctx(const eng_engine *e);
+
 #endif
