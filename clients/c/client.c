@@ -1,29 +1,28 @@
 /* client.c - libbraid: the RPC envelope over nng REQ contexts, and the unary calls. */
-#define _POSIX_C_SOURCE 200809L
 #include "braid.h"
 
-#include <stdatomic.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
-#include "braid.pb-c.h"
+#include "client_internal.h"
 #include "common/alloc.h"
 #include "common/status.h"
 
-struct braid_client {
-    nng_socket sock;
-    int timeout_ms;
-    atomic_ullong next_call_id;
-};
+#define DEFAULT_TIMEOUT_MS   30000
+#define DEFAULT_POLL_WAIT_MS 10000
 
 static _Thread_local char last_error[512];
 
-static braid_status set_error(braid_status st, const char *fmt, const char *detail)
+braid_status braid__error(braid_status st, const char *fmt, ...)
 {
-    snprintf(last_error, sizeof last_error, fmt, detail);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
     return st;
 }
 
@@ -32,9 +31,19 @@ const char *braid_strerror(braid_status s)
     return bi_strerror((bi_status)s);
 }
 
+const char *braid_status_name(braid_status s)
+{
+    return bi_status_name((bi_status)s);
+}
+
 const char *braid_last_error(void)
 {
     return last_error;
+}
+
+void braid_free(void *p)
+{
+    bi_free(p);
 }
 
 braid_status braid_client_create(const char *url, int timeout_ms, braid_client **out)
@@ -42,22 +51,26 @@ braid_status braid_client_create(const char *url, int timeout_ms, braid_client *
     int rv;
     last_error[0] = '\0';
     if (!url || !out)
-        return set_error(BRAID_INVALID_ARGUMENT, "%s", "url and out are required");
+        return braid__error(BRAID_INVALID_ARGUMENT, "url and out are required");
     braid_client *c = bi_calloc(1, sizeof *c);
     if (!c)
-        return set_error(BRAID_RESOURCE_EXHAUSTED, "%s", "out of memory");
-    c->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
+        return braid__error(BRAID_RESOURCE_EXHAUSTED, "out of memory");
+    c->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
+    c->poll_wait_ms = DEFAULT_POLL_WAIT_MS;
     atomic_init(&c->next_call_id, 1);
     if ((rv = nng_req0_open(&c->sock)) != 0) {
         bi_free(c);
-        return set_error(BRAID_INTERNAL, "cannot open socket: %s", nng_strerror(rv));
+        return braid__error(BRAID_INTERNAL, "cannot open socket: %s", nng_strerror(rv));
     }
     nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 50);
     nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 1000);
+    nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, 0); /* replies may be large (chunk text) */
     if ((rv = nng_dial(c->sock, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
         nng_close(c->sock);
         bi_free(c);
-        return set_error(BRAID_INVALID_ARGUMENT, "cannot dial: %s", nng_strerror(rv));
+        return braid__error(BRAID_INVALID_ARGUMENT,
+                            "cannot dial '%s': %s (use tcp://HOST:PORT or ipc:///PATH)", url,
+                            nng_strerror(rv));
     }
     *out = c;
     return BRAID_OK;
@@ -71,99 +84,122 @@ void braid_client_destroy(braid_client *c)
     bi_free(c);
 }
 
-/* Synchronous send/receive on a context through an aio (nng 1.5 has no
- * nng_ctx_sendmsg). On a failed send the message stays the caller's. */
-static int ctx_send_wait(nng_ctx ctx, nng_aio *aio, nng_msg *m)
+braid_status braid_client_set_poll_wait(braid_client *c, int wait_ms)
 {
+    if (!c || wait_ms < 1 || wait_ms > 600000)
+        return braid__error(BRAID_INVALID_ARGUMENT, "poll wait must be 1..600000 ms");
+    c->poll_wait_ms = wait_ms;
+    return BRAID_OK;
+}
+
+/* Packs req into an RpcRequest envelope message. */
+static braid_status pack_envelope(const char *method, uint64_t call_id, int timeout_ms,
+                                  const ProtobufCMessage *req, nng_msg **out)
+{
+    Braid__V1__RpcRequest env = BRAID__V1__RPC_REQUEST__INIT;
+    size_t plen = protobuf_c_message_get_packed_size(req);
+    uint8_t *payload = bi_malloc(plen ? plen : 1);
+    if (!payload)
+        return braid__error(BRAID_RESOURCE_EXHAUSTED, "out of memory");
+    protobuf_c_message_pack(req, payload);
+    env.method = (char *)method;
+    env.call_id = call_id;
+    env.payload.data = payload;
+    env.payload.len = plen;
+    env.timeout_ms = (uint64_t)timeout_ms;
+    nng_msg *m;
+    if (nng_msg_alloc(&m, braid__v1__rpc_request__get_packed_size(&env)) != 0) {
+        bi_free(payload);
+        return braid__error(BRAID_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    braid__v1__rpc_request__pack(&env, nng_msg_body(m));
+    bi_free(payload);
+    *out = m;
+    return BRAID_OK;
+}
+
+/* Unpacks a reply envelope and its payload; consumes m. */
+static braid_status unpack_reply(nng_msg *m, uint64_t call_id, const char *method,
+                                 const ProtobufCMessageDescriptor *type, ProtobufCMessage **out)
+{
+    Braid__V1__RpcReply *r = braid__v1__rpc_reply__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+    nng_msg_free(m);
+    if (!r)
+        return braid__error(BRAID_INTERNAL, "reply to %s does not parse as RpcReply", method);
+    braid_status st = BRAID_OK;
+    if (r->call_id != call_id || !r->status) {
+        st = braid__error(BRAID_INTERNAL, "reply to %s does not match the call", method);
+    } else if (r->status->code != 0) {
+        st = braid__error((braid_status)r->status->code, "%s", r->status->message);
+    } else if (!(*out = protobuf_c_message_unpack(type, NULL, r->payload.len, r->payload.data))) {
+        st = braid__error(BRAID_INTERNAL, "reply to %s: payload does not parse as %s", method,
+                          type->name);
+    }
+    braid__v1__rpc_reply__free_unpacked(r, NULL);
+    return st;
+}
+
+braid_status braid__call(braid_client *c, const char *method, const ProtobufCMessage *req,
+                         const ProtobufCMessageDescriptor *type, int timeout_ms,
+                         ProtobufCMessage **payload_out, bool *transport)
+{
+    nng_ctx ctx;
+    nng_aio *aio = NULL;
+    nng_msg *m = NULL;
+    int rv;
+    last_error[0] = '\0';
+    if (transport)
+        *transport = false;
+    uint64_t call_id = atomic_fetch_add(&c->next_call_id, 1);
+    braid_status st = pack_envelope(method, call_id, timeout_ms, req, &m);
+    if (st != BRAID_OK)
+        return st;
+    if ((rv = nng_ctx_open(&ctx, c->sock)) != 0) {
+        nng_msg_free(m);
+        return braid__error(BRAID_INTERNAL, "cannot open an nng context: %s", nng_strerror(rv));
+    }
+    /* nng resends a request whose reply has not come within the resend time;
+     * a long poll or a slow call must not be sent twice, so the timer is set
+     * past the call's own deadline. A dropped connection still resends. */
+    nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME, timeout_ms + 1000);
+    if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
+        nng_msg_free(m);
+        st = braid__error(BRAID_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    nng_aio_set_timeout(aio, timeout_ms);
     nng_aio_set_msg(aio, m);
     nng_ctx_send(ctx, aio);
     nng_aio_wait(aio);
-    return nng_aio_result(aio);
-}
-
-static int ctx_recv_wait(nng_ctx ctx, nng_aio *aio, nng_msg **m)
-{
-    nng_ctx_recv(ctx, aio);
-    nng_aio_wait(aio);
-    int rv = nng_aio_result(aio);
-    if (rv == 0)
-        *m = nng_aio_get_msg(aio);
-    return rv;
-}
-
-/* Sends one request envelope and waits for its reply. On BRAID_OK the caller
- * owns *reply_out (free with braid__v1__rpc_reply__free_unpacked). */
-static braid_status rpc_call(braid_client *c, const char *method, const ProtobufCMessage *req,
-                             Braid__V1__RpcReply **reply_out)
-{
-    Braid__V1__RpcRequest env = BRAID__V1__RPC_REQUEST__INIT;
-    uint8_t *payload = NULL;
-    nng_msg *m = NULL;
-    nng_ctx ctx;
-    nng_aio *aio = NULL;
-    int rv;
-    braid_status st = BRAID_OK;
-
-    last_error[0] = '\0';
-    size_t plen = protobuf_c_message_get_packed_size(req);
-    if (!(payload = bi_malloc(plen)))
-        return set_error(BRAID_RESOURCE_EXHAUSTED, "%s", "out of memory");
-    protobuf_c_message_pack(req, payload);
-    env.method = (char *)method;
-    env.call_id = atomic_fetch_add(&c->next_call_id, 1);
-    env.payload.data = payload;
-    env.payload.len = plen;
-    env.timeout_ms = (uint64_t)c->timeout_ms;
-
-    if ((rv = nng_ctx_open(&ctx, c->sock)) != 0) {
-        bi_free(payload);
-        return set_error(BRAID_INTERNAL, "cannot open context: %s", nng_strerror(rv));
+    if ((rv = nng_aio_result(aio)) == 0) {
+        nng_ctx_recv(ctx, aio);
+        nng_aio_wait(aio);
+        rv = nng_aio_result(aio);
+    } else {
+        nng_msg_free(m); /* a failed send leaves the message with us */
     }
-    if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
-        st = set_error(BRAID_RESOURCE_EXHAUSTED, "%s", "out of memory");
+    if (rv != 0) {
+        if (transport)
+            *transport = rv == NNG_ETIMEDOUT || rv == NNG_ECONNRESET || rv == NNG_ECONNREFUSED ||
+                         rv == NNG_ECONNSHUT || rv == NNG_ECLOSED;
+        st = braid__error(rv == NNG_ETIMEDOUT ? BRAID_UNAVAILABLE : BRAID_UNKNOWN,
+                          "%s: no reply from braidd within %d ms: %s (is it running at that "
+                          "address? try `braid health`)",
+                          method, timeout_ms, nng_strerror(rv));
         goto out;
     }
-    nng_aio_set_timeout(aio, c->timeout_ms);
-    if ((rv = nng_msg_alloc(&m, braid__v1__rpc_request__get_packed_size(&env))) != 0) {
-        st = set_error(BRAID_RESOURCE_EXHAUSTED, "%s", "out of memory");
-        goto out;
-    }
-    braid__v1__rpc_request__pack(&env, nng_msg_body(m));
-    if ((rv = ctx_send_wait(ctx, aio, m)) != 0) {
-        nng_msg_free(m);
-        st = set_error(BRAID_UNAVAILABLE, "send failed: %s", nng_strerror(rv));
-        goto out;
-    }
-    if ((rv = ctx_recv_wait(ctx, aio, &m)) != 0) {
-        st = set_error(rv == NNG_ETIMEDOUT ? BRAID_UNAVAILABLE : BRAID_UNKNOWN,
-                       "no reply from braidd: %s (is it running at that address?)",
-                       nng_strerror(rv));
-        goto out;
-    }
-    Braid__V1__RpcReply *r = braid__v1__rpc_reply__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
-    nng_msg_free(m);
-    if (!r) {
-        st = set_error(BRAID_INTERNAL, "%s", "reply does not parse as braid.v1.RpcReply");
-        goto out;
-    }
-    if (r->call_id != env.call_id || !r->status) {
-        braid__v1__rpc_reply__free_unpacked(r, NULL);
-        st = set_error(BRAID_INTERNAL, "%s", "reply does not match the call");
-        goto out;
-    }
-    if (r->status->code != 0) {
-        st = set_error((braid_status)r->status->code, "%s", r->status->message);
-        braid__v1__rpc_reply__free_unpacked(r, NULL);
-        goto out;
-    }
-    *reply_out = r;
+    st = unpack_reply(nng_aio_get_msg(aio), call_id, method, type, payload_out);
 out:
     if (aio)
         nng_aio_free(aio);
     nng_ctx_close(ctx);
-    bi_free(payload);
     return st;
 }
+
+/* A unary call with the client's timeout; *out is of type `type`. */
+#define CALL(c, name, req, type, out)                                                              \
+    braid__call((c), "braid.v1.Braid/" name, &(req).base, &(type), (c)->timeout_ms,                \
+                (ProtobufCMessage **)(out), NULL)
 
 static void copy_str(char *dst, size_t size, const char *src)
 {
@@ -173,17 +209,12 @@ static void copy_str(char *dst, size_t size, const char *src)
 braid_status braid_health_check(braid_client *c, braid_health *out)
 {
     if (!c || !out)
-        return set_error(BRAID_INVALID_ARGUMENT, "%s", "client and out are required");
+        return braid__error(BRAID_INVALID_ARGUMENT, "client and out are required");
     Braid__V1__HealthRequest req = BRAID__V1__HEALTH_REQUEST__INIT;
-    Braid__V1__RpcReply *r = NULL;
-    braid_status st = rpc_call(c, "braid.v1.Braid/Health", &req.base, &r);
+    Braid__V1__HealthReply *h = NULL;
+    braid_status st = CALL(c, "Health", req, braid__v1__health_reply__descriptor, &h);
     if (st != BRAID_OK)
         return st;
-    Braid__V1__HealthReply *h =
-        braid__v1__health_reply__unpack(NULL, r->payload.len, r->payload.data);
-    braid__v1__rpc_reply__free_unpacked(r, NULL);
-    if (!h)
-        return set_error(BRAID_INTERNAL, "%s", "HealthReply does not parse");
     memset(out, 0, sizeof *out);
     out->serving = h->serving_status == BRAID__V1__HEALTH_REPLY__SERVING_STATUS__SERVING;
     copy_str(out->version, sizeof out->version, h->version);
@@ -191,5 +222,289 @@ braid_status braid_health_check(braid_client *c, braid_health *out)
     copy_str(out->model, sizeof out->model, h->model);
     out->uptime_ms = h->uptime_ms;
     braid__v1__health_reply__free_unpacked(h, NULL);
+    return BRAID_OK;
+}
+
+braid_status braid_stats_get(braid_client *c, braid_stats *out)
+{
+    if (!c || !out)
+        return braid__error(BRAID_INVALID_ARGUMENT, "client and out are required");
+    Braid__V1__StatsRequest req = BRAID__V1__STATS_REQUEST__INIT;
+    Braid__V1__StatsReply *r = NULL;
+    braid_status st = CALL(c, "Stats", req, braid__v1__stats_reply__descriptor, &r);
+    if (st != BRAID_OK)
+        return st;
+    *out = (braid_stats){.kv_pages_total = r->kv_pages_total,
+                         .kv_pages_free = r->kv_pages_free,
+                         .kv_page_tokens = r->kv_page_tokens,
+                         .kv_page_bytes = r->kv_page_bytes,
+                         .chunks = r->chunks,
+                         .running = r->running,
+                         .queued = r->queued,
+                         .generations = r->generations,
+                         .prompt_tokens = r->prompt_tokens,
+                         .cached_prompt_tokens = r->cached_prompt_tokens,
+                         .generated_tokens = r->generated_tokens,
+                         .steps = r->steps,
+                         .evictions = r->evictions,
+                         .open_streams = r->open_streams,
+                         .calls_in_flight = r->calls_in_flight,
+                         .uptime_ms = r->uptime_ms};
+    braid__v1__stats_reply__free_unpacked(r, NULL);
+    return BRAID_OK;
+}
+
+braid_status braid_model_info_get(braid_client *c, braid_model_info *out)
+{
+    if (!c || !out)
+        return braid__error(BRAID_INVALID_ARGUMENT, "client and out are required");
+    Braid__V1__ModelInfoRequest req = BRAID__V1__MODEL_INFO_REQUEST__INIT;
+    Braid__V1__ModelInfoReply *r = NULL;
+    braid_status st = CALL(c, "ModelInfo", req, braid__v1__model_info_reply__descriptor, &r);
+    if (st != BRAID_OK)
+        return st;
+    memset(out, 0, sizeof *out);
+    copy_str(out->name, sizeof out->name, r->name);
+    copy_str(out->architecture, sizeof out->architecture, r->architecture);
+    copy_str(out->chat_format, sizeof out->chat_format, r->chat_format);
+    copy_str(out->backend, sizeof out->backend, r->backend);
+    copy_str(out->fingerprint, sizeof out->fingerprint, r->fingerprint);
+    out->num_layers = r->num_layers;
+    out->hidden_size = r->hidden_size;
+    out->num_heads = r->num_heads;
+    out->num_kv_heads = r->num_kv_heads;
+    out->head_dim = r->head_dim;
+    out->vocab_size = r->vocab_size;
+    out->max_context = r->max_context;
+    out->bos_token_id = r->bos_token_id;
+    out->eos_token_id = r->eos_token_id;
+    braid__v1__model_info_reply__free_unpacked(r, NULL);
+    return BRAID_OK;
+}
+
+/* Copies n int32 ids into a new array for the caller (NULL when n is 0). */
+static braid_status copy_ids(const int32_t *src, size_t n, int32_t **out)
+{
+    *out = NULL;
+    if (n == 0)
+        return BRAID_OK;
+    if (!(*out = bi_mallocarray(n, sizeof **out)))
+        return braid__error(BRAID_RESOURCE_EXHAUSTED, "out of memory");
+    memcpy(*out, src, n * sizeof **out);
+    return BRAID_OK;
+}
+
+braid_status braid_tokenize(braid_client *c, const char *text, int parse_special, int32_t **ids,
+                            size_t *n_ids)
+{
+    if (!c || !text || !ids || !n_ids)
+        return braid__error(BRAID_INVALID_ARGUMENT, "client, text, ids and n_ids are required");
+    if (!braid__utf8_valid(text, strlen(text)))
+        return braid__error(BRAID_INVALID_ARGUMENT, "text is not valid UTF-8");
+    Braid__V1__TokenizeRequest req = BRAID__V1__TOKENIZE_REQUEST__INIT;
+    req.text = (char *)text;
+    req.parse_special = parse_special != 0;
+    Braid__V1__TokenizeReply *r = NULL;
+    braid_status st = CALL(c, "Tokenize", req, braid__v1__tokenize_reply__descriptor, &r);
+    if (st != BRAID_OK)
+        return st;
+    st = copy_ids(r->token_ids, r->n_token_ids, ids);
+    *n_ids = st == BRAID_OK ? r->n_token_ids : 0;
+    braid__v1__tokenize_reply__free_unpacked(r, NULL);
+    return st;
+}
+
+/* --- chunks --- */
+
+static const char *const role_names[] = {"unspecified", "system", "context", "user", "assistant"};
+
+const char *braid_role_name(braid_role r)
+{
+    return (unsigned)r < 5 ? role_names[r] : "unknown";
+}
+
+int braid_role_parse(const char *name)
+{
+    for (int i = 0; name && i < 5; i++)
+        if (strcmp(name, role_names[i]) == 0)
+            return i;
+    return name && strcmp(name, "output") == 0 ? BRAID_ROLE_ASSISTANT : -1;
+}
+
+static void chunk_info_from(braid_chunk_info *dst, const Braid__V1__ChunkInfo *src)
+{
+    memset(dst, 0, sizeof *dst);
+    if (!src)
+        return;
+    copy_str(dst->id, sizeof dst->id, src->id);
+    copy_str(dst->ns, sizeof dst->ns, src->namespace_);
+    dst->role = (braid_role)src->role;
+    dst->num_tokens = src->num_tokens;
+    dst->pinned = src->pinned;
+    dst->kv_resident = src->kv_resident;
+    dst->users = src->users;
+    dst->hits = src->hits;
+    dst->tokens_saved = src->tokens_saved;
+    dst->kv_bytes = src->kv_bytes;
+}
+
+/* The namespace to send: "" for NULL; refuses names the server would. */
+static braid_status check_ns(const char *ns, char **out)
+{
+    *out = (char *)(ns ? ns : "");
+    if (strlen(*out) > 63)
+        return braid__error(BRAID_INVALID_ARGUMENT, "namespace is longer than 63 bytes");
+    return BRAID_OK;
+}
+
+braid_status braid__check_chunk_id(const char *id)
+{
+    if (!id)
+        return braid__error(BRAID_INVALID_ARGUMENT, "a chunk id is required");
+    size_t n = strspn(id, "0123456789abcdef");
+    if (n != BRAID_CHUNK_ID_LEN || id[n])
+        return braid__error(BRAID_INVALID_ARGUMENT,
+                            "'%.80s' is not a chunk id (64 lower-case hex digits)", id);
+    return BRAID_OK;
+}
+
+braid_status braid_chunk_register(braid_client *c, const braid_chunk_desc *d, braid_chunk_info *out,
+                                  int *existed)
+{
+    if (!c || !d || !out)
+        return braid__error(BRAID_INVALID_ARGUMENT, "client, desc and out are required");
+    Braid__V1__RegisterChunkRequest req = BRAID__V1__REGISTER_CHUNK_REQUEST__INIT;
+    Braid__V1__TokenIds toks = BRAID__V1__TOKEN_IDS__INIT;
+    braid_status st = check_ns(d->ns, &req.namespace_);
+    if (st != BRAID_OK)
+        return st;
+    if ((d->text != NULL) == (d->n_tokens > 0))
+        return braid__error(BRAID_INVALID_ARGUMENT, "a chunk needs exactly one of text or tokens");
+    if ((unsigned)d->role > BRAID_ROLE_ASSISTANT)
+        return braid__error(BRAID_INVALID_ARGUMENT, "unknown role %d", (int)d->role);
+    if (d->text) {
+        if (!braid__utf8_valid(d->text, strlen(d->text)))
+            return braid__error(BRAID_INVALID_ARGUMENT, "chunk text is not valid UTF-8");
+        req.content_case = BRAID__V1__REGISTER_CHUNK_REQUEST__CONTENT_TEXT;
+        req.text = (char *)d->text;
+    } else {
+        toks.ids = (int32_t *)d->tokens;
+        toks.n_ids = d->n_tokens;
+        req.content_case = BRAID__V1__REGISTER_CHUNK_REQUEST__CONTENT_TOKENS;
+        req.tokens = &toks;
+    }
+    req.role = (Braid__V1__Role)d->role;
+    req.pin = d->pin != 0;
+    req.precompute = d->precompute != 0;
+    Braid__V1__RegisterChunkReply *r = NULL;
+    st = CALL(c, "RegisterChunk", req, braid__v1__register_chunk_reply__descriptor, &r);
+    if (st != BRAID_OK)
+        return st;
+    chunk_info_from(out, r->chunk);
+    if (existed)
+        *existed = r->existed;
+    braid__v1__register_chunk_reply__free_unpacked(r, NULL);
+    return BRAID_OK;
+}
+
+braid_status braid_chunk_get(braid_client *c, const char *ns, const char *id, braid_chunk_info *out,
+                             braid_chunk_content *content)
+{
+    if (!c || !out)
+        return braid__error(BRAID_INVALID_ARGUMENT, "client and out are required");
+    Braid__V1__GetChunkRequest req = BRAID__V1__GET_CHUNK_REQUEST__INIT;
+    braid_status st = check_ns(ns, &req.namespace_);
+    if (st != BRAID_OK || (st = braid__check_chunk_id(id)) != BRAID_OK)
+        return st;
+    req.id = (char *)id;
+    req.include_tokens = content != NULL;
+    Braid__V1__GetChunkReply *r = NULL;
+    st = CALL(c, "GetChunk", req, braid__v1__get_chunk_reply__descriptor, &r);
+    if (st != BRAID_OK)
+        return st;
+    chunk_info_from(out, r->chunk);
+    if (content) {
+        memset(content, 0, sizeof *content);
+        st = copy_ids(r->token_ids, r->n_token_ids, &content->token_ids);
+        content->n_tokens = content->token_ids ? r->n_token_ids : 0;
+        if (st == BRAID_OK && !(content->text = bi_strdup(r->text ? r->text : ""))) {
+            braid_chunk_content_free(content);
+            st = braid__error(BRAID_RESOURCE_EXHAUSTED, "out of memory");
+        }
+    }
+    braid__v1__get_chunk_reply__free_unpacked(r, NULL);
+    return st;
+}
+
+void braid_chunk_content_free(braid_chunk_content *content)
+{
+    if (!content)
+        return;
+    bi_free(content->token_ids);
+    bi_free(content->text);
+    memset(content, 0, sizeof *content);
+}
+
+braid_status braid_chunk_list(braid_client *c, const char *ns, int all_namespaces,
+                              braid_chunk_info **out, size_t *n)
+{
+    if (!c || !out || !n)
+        return braid__error(BRAID_INVALID_ARGUMENT, "client, out and n are required");
+    *out = NULL;
+    *n = 0;
+    Braid__V1__ListChunksRequest req = BRAID__V1__LIST_CHUNKS_REQUEST__INIT;
+    braid_status st = check_ns(ns, &req.namespace_);
+    if (st != BRAID_OK)
+        return st;
+    req.all_namespaces = all_namespaces != 0;
+    Braid__V1__ListChunksReply *r = NULL;
+    st = CALL(c, "ListChunks", req, braid__v1__list_chunks_reply__descriptor, &r);
+    if (st != BRAID_OK)
+        return st;
+    if (r->n_chunks && !(*out = bi_mallocarray(r->n_chunks, sizeof **out))) {
+        st = braid__error(BRAID_RESOURCE_EXHAUSTED, "out of memory");
+    } else {
+        for (size_t i = 0; i < r->n_chunks; i++)
+            chunk_info_from(&(*out)[i], r->chunks[i]);
+        *n = r->n_chunks;
+    }
+    braid__v1__list_chunks_reply__free_unpacked(r, NULL);
+    return st;
+}
+
+braid_status braid_chunk_delete(braid_client *c, const char *ns, const char *id)
+{
+    if (!c)
+        return braid__error(BRAID_INVALID_ARGUMENT, "client is required");
+    Braid__V1__DeleteChunkRequest req = BRAID__V1__DELETE_CHUNK_REQUEST__INIT;
+    braid_status st = check_ns(ns, &req.namespace_);
+    if (st != BRAID_OK || (st = braid__check_chunk_id(id)) != BRAID_OK)
+        return st;
+    req.id = (char *)id;
+    Braid__V1__DeleteChunkReply *r = NULL;
+    st = CALL(c, "DeleteChunk", req, braid__v1__delete_chunk_reply__descriptor, &r);
+    if (st == BRAID_OK)
+        braid__v1__delete_chunk_reply__free_unpacked(r, NULL);
+    return st;
+}
+
+braid_status braid_chunk_pin(braid_client *c, const char *ns, const char *id, int pinned,
+                             braid_chunk_info *out)
+{
+    if (!c)
+        return braid__error(BRAID_INVALID_ARGUMENT, "client is required");
+    Braid__V1__PinChunkRequest req = BRAID__V1__PIN_CHUNK_REQUEST__INIT;
+    braid_status st = check_ns(ns, &req.namespace_);
+    if (st != BRAID_OK || (st = braid__check_chunk_id(id)) != BRAID_OK)
+        return st;
+    req.id = (char *)id;
+    req.pinned = pinned != 0;
+    Braid__V1__PinChunkReply *r = NULL;
+    st = CALL(c, "PinChunk", req, braid__v1__pin_chunk_reply__descriptor, &r);
+    if (st != BRAID_OK)
+        return st;
+    if (out)
+        chunk_info_from(out, r->chunk);
+    braid__v1__pin_chunk_reply__free_unpacked(r, NULL);
     return BRAID_OK;
 }
