@@ -1,16 +1,33 @@
 /*
  * backend.h - the op interface the forward pass is written against.
  *
- * A backend is a table of operations on activations in its own memory (host
- * memory for the CPU backend). The forward pass (forward.c) is the only caller
- * and the same for every backend; a new backend implements this table, not a
- * new forward pass. Attention ops receive the per-step plan (which token
- * belongs to which sequence, its position, and its sequence's segments), built
- * once per batch and used by every layer.
+ * A backend is a table of operations on activations and weights in its own
+ * memory (host memory for the CPU backend, device memory for CUDA). The
+ * forward pass (forward.c) is the only caller and the same for every backend;
+ * a new backend implements this table, not a new forward pass. The forward
+ * pass never reads or writes an activation itself: it only hands the
+ * backend's buffers from one op to the next.
+ *
+ * Activations come in two kinds (eng_act_kind): F32 buffers (the residual
+ * stream, projection outputs, logits inputs) are fp32 on every backend; IN
+ * buffers are what a matmul reads (fp32 on the CPU, bf16 on CUDA), so the ops
+ * that feed a matmul (rmsnorm, attention, silu_mul) write IN buffers.
+ *
+ * Weights are uploaded once (prepare) into an eng_weights table of opaque
+ * handles; the forward pass refers to weights only through it.
+ *
+ * Per step: begin() receives the plan (which token belongs to which sequence,
+ * its position, its tail slot, and every sequence's segments), built once per
+ * batch and used by every layer; a device backend uploads it there. Ops then
+ * run per layer and return nothing: a device backend records the first error
+ * and skips the remaining work, and finish() returns it after waiting for the
+ * step (BI_DEVICE for a CUDA failure). Logit rows land in host memory once
+ * finish() returned BI_OK.
  */
 #ifndef ENG_BACKEND_H
 #define ENG_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,13 +35,17 @@
 
 struct eng_kv_pool;
 struct eng_fwd_batch;
+struct eng_model;
 
-/* Per-token view of a batch, shared by the attention ops of every layer. */
+/* Per-token view of a batch, shared by the ops of every layer. The arrays are
+ * host memory owned by the forward pass, valid during one eng_forward_run. */
 typedef struct eng_plan {
     const struct eng_fwd_batch *batch;
-    int32_t *tok_seq; /* n_tokens: index of the token's sequence */
-    int32_t *tok_pos; /* n_tokens: absolute position */
-    int32_t *tok_idx; /* n_tokens: slot in its sequence's tail */
+    int32_t *tok_seq;   /* n_tokens: index of the token's sequence */
+    int32_t *tok_pos;   /* n_tokens: absolute position */
+    int32_t *tok_idx;   /* n_tokens: slot in its sequence's tail */
+    int32_t *logit_tok; /* n_logits: tokens whose logits are wanted, in order */
+    int32_t n_logits;
 } eng_plan;
 
 typedef struct eng_rope {
@@ -32,42 +53,104 @@ typedef struct eng_rope {
     float *inv_freq; /* head_dim / 2 frequencies, scaling applied */
 } eng_rope;
 
+/* An activation buffer in the backend's memory; opaque to the forward pass. */
+typedef struct eng_act eng_act;
+typedef enum eng_act_kind {
+    ENG_ACT_F32 = 0, /* fp32 on every backend */
+    ENG_ACT_IN,      /* a matmul input: fp32 (CPU) or bf16 (CUDA) */
+} eng_act_kind;
+
+/* A weight tensor in the backend's memory; opaque to the forward pass.
+ * Matrices are [out][in] as in model.h; norms and biases are vectors. */
+typedef struct eng_wt eng_wt;
+typedef struct eng_wlayer {
+    const eng_wt *attn_norm, *wq, *wk, *wv, *bq, *bk, *bv, *q_norm, *k_norm, *wo, *ffn_norm,
+        *w_gate, *w_up, *w_down; /* NULL where the model has none (biases, QK-norm) */
+} eng_wlayer;
+typedef struct eng_weights {
+    const eng_wt *tok_embd, *out_norm, *lm_head;
+    eng_wlayer *layers; /* n_layer */
+} eng_weights;
+
 typedef struct eng_backend eng_backend;
 
 typedef struct eng_backend_ops {
     const char *name;
     void (*destroy)(eng_backend *b);
-    /* x[i] = table[tokens[i]] for n rows of d. */
-    void (*embed)(eng_backend *b, float *x, const float *table, const int32_t *tokens, int n,
-                  int d);
-    void (*rmsnorm)(eng_backend *b, float *y, const float *x, const float *w, int M, int D,
+
+    /* --- memory --- */
+    /* Uploads m's weights (CUDA converts matrices to bf16) and binds kv, whose
+     * K/V the backend stores (host arrays for the CPU, one device allocation
+     * with the same page ids for CUDA). m and kv must outlive the returned
+     * table, which release() frees. max_tokens bounds tokens per step. */
+    bi_status (*prepare)(eng_backend *b, const struct eng_model *m, struct eng_kv_pool *kv,
+                         int32_t max_tokens, eng_weights **out);
+    void (*release)(eng_backend *b, eng_weights *w);
+    /* n elements of the given kind; act_free(NULL) is fine. */
+    bi_status (*act_alloc)(eng_backend *b, eng_act_kind kind, size_t n, eng_act **out);
+    void (*act_free)(eng_backend *b, eng_act *a);
+
+    /* --- one step --- */
+    bi_status (*begin)(eng_backend *b, const eng_plan *plan);
+    /* x (F32) [n_tokens][d] = rows of the embedding table for the plan's tokens. */
+    void (*embed)(eng_backend *b, const eng_plan *plan, eng_act *x, const eng_wt *table, int d);
+    /* y (IN) = rmsnorm(x (F32)) * w over M rows of D. */
+    void (*rmsnorm)(eng_backend *b, eng_act *y, const eng_act *x, const eng_wt *w, int M, int D,
                     float eps);
-    /* y[M][N] = x[M][K] . w[N][K]^T (+ bias). */
-    void (*matmul)(eng_backend *b, float *y, const float *x, const float *w, const float *bias,
-                   int M, int N, int K);
-    /* x += y, n elements. */
-    void (*add)(eng_backend *b, float *x, const float *y, size_t n);
-    /* out = silu(gate) * up. */
-    void (*silu_mul)(eng_backend *b, float *out, const float *gate, const float *up, size_t n);
-    /* Rotates each token's k heads at its position and writes k, v into its
-     * sequence's tail pages for this layer. k, v: [n_tokens][n_kv_head * head_dim]. */
+    /* x (F32) = rmsnorm(x) * w in place over M rows of D (QK-norm per head). */
+    void (*head_norm)(eng_backend *b, eng_act *x, const eng_wt *w, int M, int D, float eps);
+    /* y (F32) [M][N] = x (IN) [M][K] . w[N][K]^T (+ bias). */
+    void (*matmul)(eng_backend *b, eng_act *y, const eng_act *x, const eng_wt *w,
+                   const eng_wt *bias, int M, int N, int K);
+    /* x += y, both F32, n elements. */
+    void (*add)(eng_backend *b, eng_act *x, const eng_act *y, size_t n);
+    /* out (IN) = silu(gate) * up, gate and up F32. */
+    void (*silu_mul)(eng_backend *b, eng_act *out, const eng_act *gate, const eng_act *up,
+                     size_t n);
+    /* Rotates each token's k heads (F32, [n_tokens][n_kv_head * head_dim]) at
+     * its position (in place) and writes k and v into its sequence's tail pages
+     * of this layer. */
     void (*store_kv)(eng_backend *b, const eng_plan *plan, const eng_rope *rope,
-                     struct eng_kv_pool *kv, int layer, float *k, const float *v);
-    /* out[t][h] = attention of q[t][h] (unrotated) over its sequence's levels,
-     * rotating the query per level (differential RoPE) and merging levels by
-     * log-sum-exp. q, out: [n_tokens][n_head * head_dim]. */
+                     struct eng_kv_pool *kv, int layer, eng_act *k, const eng_act *v);
+    /* out (IN) [t][h] = attention of q (F32, unrotated) [t][h] over its
+     * sequence's levels, rotating the query per level (differential RoPE) and
+     * merging levels by log-sum-exp. */
     void (*attention)(eng_backend *b, const eng_plan *plan, const eng_rope *rope,
-                      const struct eng_kv_pool *kv, int layer, int n_head, float *out,
-                      const float *q);
+                      const struct eng_kv_pool *kv, int layer, int n_head, eng_act *out,
+                      const eng_act *q);
+    /* y (IN) [r] = rmsnorm(x (F32) [plan->logit_tok[r]]) * w for the logit rows. */
+    void (*norm_rows)(eng_backend *b, const eng_plan *plan, eng_act *y, const eng_act *x,
+                      const eng_wt *w, int D, float eps);
+    /* logits (host fp32) [rows][vocab] = h (IN) [rows][d] . lm_head^T; complete
+     * after finish(). */
+    void (*logits)(eng_backend *b, float *logits, const eng_act *h, const eng_wt *lm_head, int rows,
+                   int vocab, int d);
+    /* Waits for the step; the first error of the step, or BI_OK. */
+    bi_status (*finish)(eng_backend *b);
 } eng_backend_ops;
 
 struct eng_backend {
     const eng_backend_ops *ops;
+    bool host_kv; /* the pool's K/V live in host memory (eng_kv_pool_init_opt) */
 };
 
 /* The CPU backend (fp32, multithreaded over n_threads; <= 0 = all CPUs).
  * max_ctx bounds the length of one attention level (scratch size). */
 bi_status eng_backend_cpu_create(int n_threads, int32_t max_ctx, eng_backend **out);
+
+/* The CUDA backend on device `device`: bf16 weights and KV, fp32 residual
+ * stream and accumulation, cuBLAS GEMMs, one stream. BI_UNSUPPORTED when the
+ * build has no CUDA, BI_NO_DEVICE when the device does not exist. */
+bi_status eng_backend_cuda_create(int device, eng_backend **out);
+/* True when the build has CUDA and a device is usable. */
+bool eng_backend_cuda_available(void);
+
+/* By name: "cpu" (or NULL), "cuda", or "auto" (cuda when eng_backend_cuda_available(),
+ * else cpu). BI_UNSUPPORTED for "cuda" in a build without CUDA,
+ * BI_INVALID_ARGUMENT for other names. n_threads and max_ctx go to the CPU
+ * backend. */
+bi_status eng_backend_create(const char *name, int n_threads, int32_t max_ctx, eng_backend **out);
+
 /* Frees any backend; NULL is fine. */
 void eng_backend_destroy(eng_backend *b);
 /* Largest head_dim the CPU backend handles. */

@@ -1,4 +1,5 @@
-/* backend_cpu.c - the CPU backend: fp32 ops on host memory over a thread pool. */
+/* backend_cpu.c - the CPU backend (fp32 ops on host memory over a thread pool)
+ * and backend selection by name. */
 #define BI_LOG_MODULE "cpu"
 #include <math.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "core/backend.h"
 #include "core/forward.h"
 #include "cpu/krn_cpu.h"
+#include "model/model.h"
 
 #define CPU_MAX_HEAD_DIM ENG_CPU_MAX_HEAD_DIM
 
@@ -24,44 +26,162 @@ static cpu_backend *cpu_of(eng_backend *b)
     return (cpu_backend *)b;
 }
 
-static void cpu_embed(eng_backend *b, float *x, const float *table, const int32_t *tokens, int n,
-                      int d)
+/* On the CPU, activations and weights are plain fp32 host arrays. */
+static float *F(eng_act *a)
 {
-    (void)b;
-    for (int i = 0; i < n; i++)
-        memcpy(x + (size_t)i * d, table + (size_t)tokens[i] * d, (size_t)d * sizeof(float));
+    return (float *)a;
+}
+static const float *CF(const eng_act *a)
+{
+    return (const float *)a;
+}
+static const float *W(const eng_wt *w)
+{
+    return (const float *)w;
+}
+static const eng_wt *wt(const float *p)
+{
+    return (const eng_wt *)p;
 }
 
-static void cpu_rmsnorm(eng_backend *b, float *y, const float *x, const float *w, int M, int D,
+static bi_status cpu_prepare(eng_backend *b, const eng_model *m, eng_kv_pool *kv,
+                             int32_t max_tokens, eng_weights **out)
+{
+    (void)b;
+    (void)max_tokens;
+    const eng_model_config *c = &m->cfg;
+    if (c->head_dim > CPU_MAX_HEAD_DIM || !kv->k || !kv->v)
+        return BI_INVALID_ARGUMENT;
+    eng_weights *w = bi_calloc(1, sizeof *w);
+    if (!w || !(w->layers = bi_calloc((size_t)c->n_layer, sizeof *w->layers))) {
+        bi_free(w);
+        return BI_NOMEM;
+    }
+    w->tok_embd = wt(m->tok_embd);
+    w->out_norm = wt(m->out_norm);
+    w->lm_head = wt(m->lm_head);
+    for (int l = 0; l < c->n_layer; l++) {
+        const eng_layer_weights *s = &m->layers[l];
+        w->layers[l] = (eng_wlayer){
+            .attn_norm = wt(s->attn_norm),
+            .wq = wt(s->wq),
+            .wk = wt(s->wk),
+            .wv = wt(s->wv),
+            .bq = wt(s->bq),
+            .bk = wt(s->bk),
+            .bv = wt(s->bv),
+            .q_norm = wt(s->q_norm),
+            .k_norm = wt(s->k_norm),
+            .wo = wt(s->wo),
+            .ffn_norm = wt(s->ffn_norm),
+            .w_gate = wt(s->w_gate),
+            .w_up = wt(s->w_up),
+            .w_down = wt(s->w_down),
+        };
+    }
+    *out = w;
+    return BI_OK;
+}
+
+static void cpu_release(eng_backend *b, eng_weights *w)
+{
+    (void)b;
+    if (w)
+        bi_free(w->layers);
+    bi_free(w);
+}
+
+static bi_status cpu_act_alloc(eng_backend *b, eng_act_kind kind, size_t n, eng_act **out)
+{
+    (void)b;
+    (void)kind; /* F32 and IN are both fp32 here */
+    *out = bi_mallocarray(n ? n : 1, sizeof(float));
+    return *out ? BI_OK : BI_NOMEM;
+}
+
+static void cpu_act_free(eng_backend *b, eng_act *a)
+{
+    (void)b;
+    bi_free(a);
+}
+
+static bi_status cpu_begin(eng_backend *b, const eng_plan *plan)
+{
+    (void)b;
+    (void)plan;
+    return BI_OK;
+}
+
+static bi_status cpu_finish(eng_backend *b)
+{
+    (void)b;
+    return BI_OK;
+}
+
+static void cpu_embed(eng_backend *b, const eng_plan *plan, eng_act *x, const eng_wt *table, int d)
+{
+    (void)b;
+    const int32_t *tokens = plan->batch->tokens;
+    for (int32_t i = 0; i < plan->batch->n_tokens; i++)
+        memcpy(F(x) + (size_t)i * d, W(table) + (size_t)tokens[i] * d, (size_t)d * sizeof(float));
+}
+
+static void cpu_rmsnorm(eng_backend *b, eng_act *y, const eng_act *x, const eng_wt *w, int M, int D,
                         float eps)
 {
     (void)b;
-    krn_cpu_rmsnorm(y, x, w, M, D, eps);
+    krn_cpu_rmsnorm(F(y), CF(x), W(w), M, D, eps);
 }
 
-static void cpu_matmul(eng_backend *b, float *y, const float *x, const float *w, const float *bias,
-                       int M, int N, int K)
-{
-    krn_cpu_matmul(cpu_of(b)->pool, y, x, w, bias, M, N, K);
-}
-
-static void cpu_add(eng_backend *b, float *x, const float *y, size_t n)
+static void cpu_head_norm(eng_backend *b, eng_act *x, const eng_wt *w, int M, int D, float eps)
 {
     (void)b;
+    krn_cpu_rmsnorm(F(x), F(x), W(w), M, D, eps);
+}
+
+static void cpu_norm_rows(eng_backend *b, const eng_plan *plan, eng_act *y, const eng_act *x,
+                          const eng_wt *w, int D, float eps)
+{
+    (void)b;
+    for (int32_t r = 0; r < plan->n_logits; r++)
+        krn_cpu_rmsnorm(F(y) + (size_t)r * D, CF(x) + (size_t)plan->logit_tok[r] * D, W(w), 1, D,
+                        eps);
+}
+
+static void cpu_matmul(eng_backend *b, eng_act *y, const eng_act *x, const eng_wt *w,
+                       const eng_wt *bias, int M, int N, int K)
+{
+    krn_cpu_matmul(cpu_of(b)->pool, F(y), CF(x), W(w), W(bias), M, N, K);
+}
+
+static void cpu_logits(eng_backend *b, float *logits, const eng_act *h, const eng_wt *lm_head,
+                       int rows, int vocab, int d)
+{
+    krn_cpu_matmul(cpu_of(b)->pool, logits, CF(h), W(lm_head), NULL, rows, vocab, d);
+}
+
+static void cpu_add(eng_backend *b, eng_act *x, const eng_act *y, size_t n)
+{
+    (void)b;
+    float *xs = F(x);
+    const float *ys = CF(y);
     for (size_t i = 0; i < n; i++)
-        x[i] += y[i];
+        xs[i] += ys[i];
 }
 
-static void cpu_silu_mul(eng_backend *b, float *out, const float *gate, const float *up, size_t n)
+static void cpu_silu_mul(eng_backend *b, eng_act *out, const eng_act *gate, const eng_act *up,
+                         size_t n)
 {
     (void)b;
-    krn_cpu_silu_mul(out, gate, up, n);
+    krn_cpu_silu_mul(F(out), CF(gate), CF(up), n);
 }
 
 static void cpu_store_kv(eng_backend *b, const eng_plan *plan, const eng_rope *rope,
-                         eng_kv_pool *kv, int layer, float *k, const float *v)
+                         eng_kv_pool *kv, int layer, eng_act *ka, const eng_act *va)
 {
     (void)b;
+    float *k = F(ka);
+    const float *v = CF(va);
     const int hd = kv->head_dim, nkv = kv->n_kv_head, ps = kv->page_size;
     for (int32_t t = 0; t < plan->batch->n_tokens; t++) {
         const eng_fwd_seq *s = &plan->batch->seqs[plan->tok_seq[t]];
@@ -122,9 +242,10 @@ static void attn_task(void *arg, int task, int n_tasks, int thread)
 }
 
 static void cpu_attention(eng_backend *b, const eng_plan *plan, const eng_rope *rope,
-                          const eng_kv_pool *kv, int layer, int n_head, float *out, const float *q)
+                          const eng_kv_pool *kv, int layer, int n_head, eng_act *out,
+                          const eng_act *q)
 {
-    attn_job j = {cpu_of(b), plan, rope, kv, layer, n_head, out, q};
+    attn_job j = {cpu_of(b), plan, rope, kv, layer, n_head, F(out), CF(q)};
     krn_pool_run(cpu_of(b)->pool, plan->batch->n_tokens * n_head, attn_task, &j);
 }
 
@@ -139,13 +260,22 @@ static void cpu_destroy(eng_backend *b)
 static const eng_backend_ops cpu_ops = {
     .name = "cpu",
     .destroy = cpu_destroy,
+    .prepare = cpu_prepare,
+    .release = cpu_release,
+    .act_alloc = cpu_act_alloc,
+    .act_free = cpu_act_free,
+    .begin = cpu_begin,
     .embed = cpu_embed,
     .rmsnorm = cpu_rmsnorm,
+    .head_norm = cpu_head_norm,
     .matmul = cpu_matmul,
     .add = cpu_add,
     .silu_mul = cpu_silu_mul,
     .store_kv = cpu_store_kv,
     .attention = cpu_attention,
+    .norm_rows = cpu_norm_rows,
+    .logits = cpu_logits,
+    .finish = cpu_finish,
 };
 
 bi_status eng_backend_cpu_create(int n_threads, int32_t max_ctx, eng_backend **out)
@@ -156,6 +286,7 @@ bi_status eng_backend_cpu_create(int n_threads, int32_t max_ctx, eng_backend **o
     if (!c)
         return BI_NOMEM;
     c->base.ops = &cpu_ops;
+    c->base.host_kv = true;
     c->max_ctx = max_ctx;
     bi_status st = krn_pool_create(n_threads, &c->pool);
     if (st != BI_OK) {
@@ -171,6 +302,33 @@ bi_status eng_backend_cpu_create(int n_threads, int32_t max_ctx, eng_backend **o
     }
     *out = &c->base;
     return BI_OK;
+}
+
+#ifndef BRAID_HAVE_CUDA
+bi_status eng_backend_cuda_create(int device, eng_backend **out)
+{
+    (void)device;
+    *out = NULL;
+    return BI_UNSUPPORTED;
+}
+
+bool eng_backend_cuda_available(void)
+{
+    return false;
+}
+#endif
+
+bi_status eng_backend_create(const char *name, int n_threads, int32_t max_ctx, eng_backend **out)
+{
+    *out = NULL;
+    if (!name || !strcmp(name, "cpu"))
+        return eng_backend_cpu_create(n_threads, max_ctx, out);
+    if (!strcmp(name, "cuda"))
+        return eng_backend_cuda_create(0, out);
+    if (!strcmp(name, "auto"))
+        return eng_backend_cuda_available() ? eng_backend_cuda_create(0, out)
+                                            : eng_backend_cpu_create(n_threads, max_ctx, out);
+    return BI_INVALID_ARGUMENT;
 }
 
 void eng_backend_destroy(eng_backend *b)

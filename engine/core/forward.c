@@ -6,14 +6,29 @@
 
 #include "common/alloc.h"
 
+/* The step's activations, in the backend's memory, sized for max_tokens. */
+enum {
+    ACT_X,    /* F32 [n][d_model]: the residual stream */
+    ACT_H,    /* IN  [n][d_model]: normed input of a projection */
+    ACT_Q,    /* F32 [n][n_head * head_dim] */
+    ACT_K,    /* F32 [n][n_kv_head * head_dim] */
+    ACT_V,    /* F32 [n][n_kv_head * head_dim] */
+    ACT_ATT,  /* IN  [n][n_head * head_dim]: attention output */
+    ACT_O,    /* F32 [n][d_model]: output projections */
+    ACT_GATE, /* F32 [n][d_ff] */
+    ACT_UP,   /* F32 [n][d_ff] */
+    ACT_MLP,  /* IN  [n][d_ff]: silu(gate) * up */
+    ACT_COUNT_
+};
+
 struct eng_forward {
     const eng_model *m;
     eng_backend *b;
     eng_kv_pool *kv;
     int32_t max_tokens;
     eng_rope rope;
-    /* scratch, sized for max_tokens */
-    float *x, *h, *q, *k, *v, *att, *gate, *up;
+    eng_weights *w;
+    eng_act *act[ACT_COUNT_];
     int32_t *tok_seq, *tok_pos, *tok_idx, *logit_tok;
 };
 
@@ -22,9 +37,10 @@ void eng_forward_destroy(eng_forward *f)
     if (!f)
         return;
     eng_rope_fini(&f->rope);
-    float *bufs[] = {f->x, f->h, f->q, f->k, f->v, f->att, f->gate, f->up};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        bi_free(bufs[i]);
+    for (int i = 0; i < ACT_COUNT_; i++)
+        f->b->ops->act_free(f->b, f->act[i]);
+    if (f->w)
+        f->b->ops->release(f->b, f->w);
     bi_free(f->tok_seq);
     bi_free(f->tok_pos);
     bi_free(f->tok_idx);
@@ -32,11 +48,42 @@ void eng_forward_destroy(eng_forward *f)
     bi_free(f);
 }
 
+static bi_status forward_alloc_acts(eng_forward *f)
+{
+    const eng_model_config *c = &f->m->cfg;
+    size_t n = (size_t)f->max_tokens, qd = (size_t)c->n_head * c->head_dim,
+           kvd = (size_t)c->n_kv_head * c->head_dim;
+    const struct {
+        eng_act_kind kind;
+        size_t width;
+    } spec[ACT_COUNT_] = {
+        [ACT_X] = {ENG_ACT_F32, (size_t)c->d_model},
+        [ACT_H] = {ENG_ACT_IN, (size_t)c->d_model},
+        [ACT_Q] = {ENG_ACT_F32, qd},
+        [ACT_K] = {ENG_ACT_F32, kvd},
+        [ACT_V] = {ENG_ACT_F32, kvd},
+        [ACT_ATT] = {ENG_ACT_IN, qd},
+        [ACT_O] = {ENG_ACT_F32, (size_t)c->d_model},
+        [ACT_GATE] = {ENG_ACT_F32, (size_t)c->d_ff},
+        [ACT_UP] = {ENG_ACT_F32, (size_t)c->d_ff},
+        [ACT_MLP] = {ENG_ACT_IN, (size_t)c->d_ff},
+    };
+    for (int i = 0; i < ACT_COUNT_; i++) {
+        size_t elems;
+        if (!bi_size_mul(n, spec[i].width, &elems))
+            return BI_NOMEM;
+        bi_status st = f->b->ops->act_alloc(f->b, spec[i].kind, elems, &f->act[i]);
+        if (st != BI_OK)
+            return st;
+    }
+    return BI_OK;
+}
+
 bi_status eng_forward_create(const eng_model *m, eng_backend *b, eng_kv_pool *kv,
                              int32_t max_tokens, eng_forward **out)
 {
     const eng_model_config *c = &m->cfg;
-    if (max_tokens <= 0 || c->head_dim > ENG_CPU_MAX_HEAD_DIM || c->head_dim % 2)
+    if (max_tokens <= 0 || c->head_dim % 2)
         return BI_INVALID_ARGUMENT;
     if (kv->n_layer != c->n_layer || kv->n_kv_head != c->n_kv_head || kv->head_dim != c->head_dim)
         return BI_INVALID_ARGUMENT;
@@ -47,26 +94,21 @@ bi_status eng_forward_create(const eng_model *m, eng_backend *b, eng_kv_pool *kv
     f->b = b;
     f->kv = kv;
     f->max_tokens = max_tokens;
-    size_t n = (size_t)max_tokens, qd = (size_t)c->n_head * c->head_dim,
-           kvd = (size_t)c->n_kv_head * c->head_dim;
-    size_t wide = (size_t)c->d_model > qd ? (size_t)c->d_model : qd;
-    f->x = bi_mallocarray(n * c->d_model, sizeof(float));
-    f->h = bi_mallocarray(n * wide, sizeof(float));
-    f->q = bi_mallocarray(n * qd, sizeof(float));
-    f->k = bi_mallocarray(n * kvd, sizeof(float));
-    f->v = bi_mallocarray(n * kvd, sizeof(float));
-    f->att = bi_mallocarray(n * qd, sizeof(float));
-    f->gate = bi_mallocarray(n * c->d_ff, sizeof(float));
-    f->up = bi_mallocarray(n * c->d_ff, sizeof(float));
+    size_t n = (size_t)max_tokens;
     f->tok_seq = bi_mallocarray(n, sizeof(int32_t));
     f->tok_pos = bi_mallocarray(n, sizeof(int32_t));
     f->tok_idx = bi_mallocarray(n, sizeof(int32_t));
     f->logit_tok = bi_mallocarray(n, sizeof(int32_t));
     bi_status st = eng_rope_init(&f->rope, c);
-    if (st != BI_OK || !f->x || !f->h || !f->q || !f->k || !f->v || !f->att || !f->gate || !f->up ||
-        !f->tok_seq || !f->tok_pos || !f->tok_idx || !f->logit_tok) {
+    if (st == BI_OK && (!f->tok_seq || !f->tok_pos || !f->tok_idx || !f->logit_tok))
+        st = BI_NOMEM;
+    if (st == BI_OK)
+        st = b->ops->prepare(b, m, kv, max_tokens, &f->w);
+    if (st == BI_OK)
+        st = forward_alloc_acts(f);
+    if (st != BI_OK) {
         eng_forward_destroy(f);
-        return BI_NOMEM;
+        return st;
     }
     *out = f;
     return BI_OK;
@@ -81,16 +123,16 @@ int32_t eng_forward_logit_rows(const eng_fwd_batch *b)
     return rows;
 }
 
-/* Checks the batch and fills the per-token plan; the number of logit rows
- * goes to *rows. */
-static bi_status forward_plan(eng_forward *f, const eng_fwd_batch *b, eng_plan *plan, int32_t *rows)
+/* Checks the batch and fills the per-token plan. */
+static bi_status forward_plan(eng_forward *f, const eng_fwd_batch *b, eng_plan *plan)
 {
     if (b->n_tokens <= 0 || b->n_tokens > f->max_tokens || b->n_seqs <= 0)
         return BI_INVALID_ARGUMENT;
     int32_t t = 0, r = 0;
     for (int s = 0; s < b->n_seqs; s++) {
         const eng_fwd_seq *q = &b->seqs[s];
-        if (q->n_new < 1 || q->tail_len < 0 || q->n_new > b->n_tokens - t || !q->tail_pages)
+        if (q->n_new < 1 || q->tail_len < 0 || q->n_new > b->n_tokens - t || !q->tail_pages ||
+            q->n_segs < 0 || (q->n_segs > 0 && !q->segs))
             return BI_INVALID_ARGUMENT;
         for (int32_t i = 0; i < q->n_new; i++, t++) {
             if (b->tokens[t] < 0 || b->tokens[t] >= f->m->cfg.vocab_size)
@@ -108,58 +150,59 @@ static bi_status forward_plan(eng_forward *f, const eng_fwd_batch *b, eng_plan *
     plan->tok_seq = f->tok_seq;
     plan->tok_pos = f->tok_pos;
     plan->tok_idx = f->tok_idx;
-    *rows = r;
+    plan->logit_tok = f->logit_tok;
+    plan->n_logits = r;
     return BI_OK;
 }
 
 static void forward_layer(eng_forward *f, const eng_plan *plan, int l, int32_t n)
 {
     const eng_model_config *c = &f->m->cfg;
-    const eng_layer_weights *w = &f->m->layers[l];
+    const eng_wlayer *w = &f->w->layers[l];
     const eng_backend_ops *o = f->b->ops;
     eng_backend *b = f->b;
+    eng_act **a = f->act;
     const int d = c->d_model, hd = c->head_dim, qd = c->n_head * hd, kvd = c->n_kv_head * hd;
 
-    o->rmsnorm(b, f->h, f->x, w->attn_norm, n, d, c->norm_eps);
-    o->matmul(b, f->q, f->h, w->wq, w->bq, n, qd, d);
-    o->matmul(b, f->k, f->h, w->wk, w->bk, n, kvd, d);
-    o->matmul(b, f->v, f->h, w->wv, w->bv, n, kvd, d);
+    o->rmsnorm(b, a[ACT_H], a[ACT_X], w->attn_norm, n, d, c->norm_eps);
+    o->matmul(b, a[ACT_Q], a[ACT_H], w->wq, w->bq, n, qd, d);
+    o->matmul(b, a[ACT_K], a[ACT_H], w->wk, w->bk, n, kvd, d);
+    o->matmul(b, a[ACT_V], a[ACT_H], w->wv, w->bv, n, kvd, d);
     if (c->qk_norm) {
-        o->rmsnorm(b, f->q, f->q, w->q_norm, n * c->n_head, hd, c->norm_eps);
-        o->rmsnorm(b, f->k, f->k, w->k_norm, n * c->n_kv_head, hd, c->norm_eps);
+        o->head_norm(b, a[ACT_Q], w->q_norm, n * c->n_head, hd, c->norm_eps);
+        o->head_norm(b, a[ACT_K], w->k_norm, n * c->n_kv_head, hd, c->norm_eps);
     }
-    o->store_kv(b, plan, &f->rope, f->kv, l, f->k, f->v);
-    o->attention(b, plan, &f->rope, f->kv, l, c->n_head, f->att, f->q);
-    o->matmul(b, f->h, f->att, w->wo, NULL, n, d, qd);
-    o->add(b, f->x, f->h, (size_t)n * d);
+    o->store_kv(b, plan, &f->rope, f->kv, l, a[ACT_K], a[ACT_V]);
+    o->attention(b, plan, &f->rope, f->kv, l, c->n_head, a[ACT_ATT], a[ACT_Q]);
+    o->matmul(b, a[ACT_O], a[ACT_ATT], w->wo, NULL, n, d, qd);
+    o->add(b, a[ACT_X], a[ACT_O], (size_t)n * d);
 
-    o->rmsnorm(b, f->h, f->x, w->ffn_norm, n, d, c->norm_eps);
-    o->matmul(b, f->gate, f->h, w->w_gate, NULL, n, c->d_ff, d);
-    o->matmul(b, f->up, f->h, w->w_up, NULL, n, c->d_ff, d);
-    o->silu_mul(b, f->gate, f->gate, f->up, (size_t)n * c->d_ff);
-    o->matmul(b, f->h, f->gate, w->w_down, NULL, n, d, c->d_ff);
-    o->add(b, f->x, f->h, (size_t)n * d);
+    o->rmsnorm(b, a[ACT_H], a[ACT_X], w->ffn_norm, n, d, c->norm_eps);
+    o->matmul(b, a[ACT_GATE], a[ACT_H], w->w_gate, NULL, n, c->d_ff, d);
+    o->matmul(b, a[ACT_UP], a[ACT_H], w->w_up, NULL, n, c->d_ff, d);
+    o->silu_mul(b, a[ACT_MLP], a[ACT_GATE], a[ACT_UP], (size_t)n * c->d_ff);
+    o->matmul(b, a[ACT_O], a[ACT_MLP], w->w_down, NULL, n, d, c->d_ff);
+    o->add(b, a[ACT_X], a[ACT_O], (size_t)n * d);
 }
 
 bi_status eng_forward_run(eng_forward *f, const eng_fwd_batch *b, float *logits)
 {
     const eng_model_config *c = &f->m->cfg;
+    const eng_backend_ops *o = f->b->ops;
     eng_plan plan;
-    int32_t rows;
-    bi_status st = forward_plan(f, b, &plan, &rows);
+    bi_status st = forward_plan(f, b, &plan);
+    if (st == BI_OK)
+        st = o->begin(f->b, &plan);
     if (st != BI_OK)
         return st;
-    const int32_t n = b->n_tokens;
     const int d = c->d_model;
-    f->b->ops->embed(f->b, f->x, f->m->tok_embd, b->tokens, n, d);
+    o->embed(f->b, &plan, f->act[ACT_X], f->w->tok_embd, d);
     for (int l = 0; l < c->n_layer; l++)
-        forward_layer(f, &plan, l, n);
-    if (rows == 0)
-        return BI_OK;
-    /* Only the rows that need logits go through the final norm and lm_head. */
-    for (int32_t r = 0; r < rows; r++)
-        memcpy(f->h + (size_t)r * d, f->x + (size_t)f->logit_tok[r] * d, (size_t)d * sizeof(float));
-    f->b->ops->rmsnorm(f->b, f->h, f->h, f->m->out_norm, rows, d, c->norm_eps);
-    f->b->ops->matmul(f->b, logits, f->h, f->m->lm_head, NULL, rows, c->vocab_size, d);
-    return BI_OK;
+        forward_layer(f, &plan, l, b->n_tokens);
+    if (plan.n_logits > 0) {
+        /* Only the rows that need logits go through the final norm and lm_head. */
+        o->norm_rows(f->b, &plan, f->act[ACT_H], f->act[ACT_X], f->w->out_norm, d, c->norm_eps);
+        o->logits(f->b, logits, f->act[ACT_H], f->w->lm_head, plan.n_logits, c->vocab_size, d);
+    }
+    return o->finish(f->b);
 }

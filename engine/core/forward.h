@@ -62,7 +62,10 @@ typedef struct eng_fwd_batch {
 typedef struct eng_forward eng_forward;
 
 /* Creates the forward pass for model m on backend b, writing KV into kv. All
- * three must outlive it. max_tokens bounds n_tokens per call (scratch size). */
+ * three must outlive it. The backend uploads m's weights now (m may be freed
+ * only after the forward pass) and binds kv: a pool made without host K/V
+ * needs a backend that stores them (eng_backend.host_kv false). max_tokens
+ * bounds n_tokens per call (scratch size). */
 bi_status eng_forward_create(const eng_model *m, eng_backend *b, eng_kv_pool *kv,
                              int32_t max_tokens, eng_forward **out);
 void eng_forward_destroy(eng_forward *f);
@@ -70,9 +73,11 @@ void eng_forward_destroy(eng_forward *f);
 /* Rows of logits a batch produces (1 per LAST sequence, n_new per ALL). */
 int32_t eng_forward_logit_rows(const eng_fwd_batch *b);
 
-/* Runs the batch. logits receives eng_forward_logit_rows(b) rows of vocab_size
- * floats, in sequence order. BI_INVALID_ARGUMENT for malformed batches (ids
- * out of the vocabulary, more tokens than max_tokens, n_new < 1). */
+/* Runs the batch. logits (host memory) receives eng_forward_logit_rows(b)
+ * rows of vocab_size floats, in sequence order. BI_INVALID_ARGUMENT for
+ * malformed batches (ids out of the vocabulary, more tokens than max_tokens,
+ * n_new < 1); a backend failure's status otherwise (BI_DEVICE for a CUDA
+ * error), after which the KV written in this step is undefined. */
 bi_status eng_forward_run(eng_forward *f, const eng_fwd_batch *b, float *logits);
 
 #endif

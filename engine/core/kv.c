@@ -14,6 +14,12 @@ size_t eng_kv_page_bytes(int n_layer, int n_kv_head, int head_dim, int page_size
 bi_status eng_kv_pool_init(eng_kv_pool *p, int n_layer, int n_kv_head, int head_dim, int page_size,
                            int32_t n_pages)
 {
+    return eng_kv_pool_init_opt(p, n_layer, n_kv_head, head_dim, page_size, n_pages, true);
+}
+
+bi_status eng_kv_pool_init_opt(eng_kv_pool *p, int n_layer, int n_kv_head, int head_dim,
+                               int page_size, int32_t n_pages, bool host_kv)
+{
     memset(p, 0, sizeof *p);
     if (n_layer <= 0 || n_kv_head <= 0 || head_dim <= 0 || page_size <= 0 || n_pages <= 0)
         return BI_INVALID_ARGUMENT;
@@ -25,11 +31,13 @@ bi_status eng_kv_pool_init(eng_kv_pool *p, int n_layer, int n_kv_head, int head_
     p->head_dim = head_dim;
     p->page_size = page_size;
     p->n_pages = n_pages;
-    p->k = bi_mallocarray(total, sizeof(float));
-    p->v = bi_mallocarray(total, sizeof(float));
+    if (host_kv) {
+        p->k = bi_mallocarray(total, sizeof(float));
+        p->v = bi_mallocarray(total, sizeof(float));
+    }
     p->refs = bi_calloc((size_t)n_pages, sizeof *p->refs);
     p->free_ids = bi_mallocarray((size_t)n_pages, sizeof *p->free_ids);
-    if (!p->k || !p->v || !p->refs || !p->free_ids) {
+    if ((host_kv && (!p->k || !p->v)) || !p->refs || !p->free_ids) {
         eng_kv_pool_fini(p);
         return BI_NOMEM;
     }

@@ -9,8 +9,11 @@
  * are only freed when the last reader lets go. Chunk pages are immutable once
  * written; a request's tail pages are its own.
  *
- * Layout (CPU backend): K[layer][page][kv_head][slot][head_dim], V likewise,
- * fp32. Keys are stored rotated (RoPE) at the position they were computed at.
+ * Layout: K[layer][page][kv_head][slot][head_dim], V likewise; fp32 host
+ * arrays for the CPU backend. A device backend keeps K/V in its own memory
+ * (bf16 for CUDA) with the same layout and page ids, and the pool holds only
+ * the bookkeeping (k and v are NULL). Keys are stored rotated (RoPE) at the
+ * position they were computed at.
  *
  * Thread safety: none; the engine worker owns the pool (the catalogue lock
  * guards it where other threads reach it).
@@ -18,6 +21,7 @@
 #ifndef ENG_KV_H
 #define ENG_KV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,17 +30,22 @@
 typedef struct eng_kv_pool {
     int n_layer, n_kv_head, head_dim, page_size;
     int32_t n_pages;
-    float *k;          /* n_layer * n_pages * n_kv_head * page_size * head_dim */
+    float *k;          /* n_layer * n_pages * n_kv_head * page_size * head_dim; NULL when
+                          the K/V live on a device */
     float *v;          /* same */
     uint32_t *refs;    /* per page; 0 = free */
     int32_t *free_ids; /* stack of free page ids */
     int32_t n_free;
 } eng_kv_pool;
 
-/* Allocates a pool of n_pages pages. BI_NOMEM if the host cannot hold it,
- * BI_INVALID_ARGUMENT for non-positive sizes. */
+/* Allocates a pool of n_pages pages with host K/V. BI_NOMEM if the host
+ * cannot hold it, BI_INVALID_ARGUMENT for non-positive sizes. */
 bi_status eng_kv_pool_init(eng_kv_pool *p, int n_layer, int n_kv_head, int head_dim, int page_size,
                            int32_t n_pages);
+/* Same, with host K/V only when host_kv (pass the backend's host_kv): without
+ * them the pool is page bookkeeping for a backend that stores K/V itself. */
+bi_status eng_kv_pool_init_opt(eng_kv_pool *p, int n_layer, int n_kv_head, int head_dim,
+                               int page_size, int32_t n_pages, bool host_kv);
 void eng_kv_pool_fini(eng_kv_pool *p);
 
 /* Bytes one page takes over all layers (K and V). */
