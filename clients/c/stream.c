@@ -429,7 +429,7 @@ static braid_status poll_once(braid_stream *s, int wait_ms, int timeout_ms, bool
  * with the same ack_seq: the server still holds every event after it. */
 static braid_status fill(braid_stream *s)
 {
-    if (!s->c)
+    if (!s->head && !s->c)
         return braid__error(BRAID_UNAVAILABLE, "stream has no client and nothing buffered");
     int failures = 0;
     while (!s->head) {
