@@ -8,7 +8,7 @@
 
 #define DEFAULT_LISTEN "tcp://127.0.0.1:7543"
 
-enum opt_kind { OPT_URL, OPT_LEVEL, OPT_INT, OPT_SIZE, OPT_SECONDS, OPT_FLAG };
+enum opt_kind { OPT_URL, OPT_LEVEL, OPT_INT, OPT_SIZE, OPT_SECONDS, OPT_STR, OPT_FLAG };
 
 struct opt {
     const char *flag;
@@ -16,25 +16,86 @@ struct opt {
     enum opt_kind kind;
     size_t offset;
     const char *arg;
+    double lo, hi; /* range of OPT_INT, OPT_SIZE and OPT_SECONDS values */
     const char *help;
 };
 
+#define F(field) offsetof(svc_config, field)
+
 static const struct opt opts[] = {
-    {"--listen", "BRAID_LISTEN", OPT_URL, offsetof(svc_config, listen), "URL",
-     "address to serve; repeatable (tcp://HOST:PORT, ipc:///PATH). Default " DEFAULT_LISTEN},
-    {"--log-level", "BRAID_LOG_LEVEL", OPT_LEVEL, offsetof(svc_config, log_level), "LEVEL",
+    {"--listen", "BRAID_LISTEN", OPT_URL, F(listen), "URL", 0, 0,
+     "address to serve; repeatable (tcp://HOST:PORT, ipc:///PATH, tls+tcp://HOST:PORT). "
+     "Default " DEFAULT_LISTEN},
+    {"--log-level", "BRAID_LOG_LEVEL", OPT_LEVEL, F(log_level), "LEVEL", 0, 0,
      "debug, info, warn, error or off. Default info"},
-    {"--max-calls", "BRAID_MAX_CALLS", OPT_INT, offsetof(svc_config, max_calls), "N",
-     "calls served at once, over all connections (1..65536). Default 256"},
-    {"--max-message", "BRAID_MAX_MESSAGE", OPT_SIZE, offsetof(svc_config, max_msg_bytes), "BYTES",
+    {"--model", "BRAID_MODEL", OPT_STR, F(model_path), "PATH", 0, 0,
+     "model to serve: a GGUF file or a Hugging Face directory. Without --model or --dummy "
+     "braidd answers Health only"},
+    {"--dummy", "BRAID_DUMMY", OPT_STR, F(dummy_preset), "PRESET", 0, 0,
+     "serve random weights of a preset shape (tinyllama-1.1b, qwen3-0.6b, llama3-8b, "
+     "smollm2-135m; no tokenizer: token ids only) instead of --model"},
+    {"--threads", "BRAID_THREADS", OPT_INT, F(threads), "N", 0, 1024,
+     "CPU threads for the engine; 0 = all cores. Default 0"},
+    {"--kv-tokens", "BRAID_KV_TOKENS", OPT_INT, F(kv_tokens), "N", 0, 1 << 24,
+     "KV pool capacity in tokens; 0 = the engine default (16384)"},
+    {"--page-size", "BRAID_PAGE_SIZE", OPT_INT, F(page_size), "N", 0, 4096,
+     "tokens per KV page; 0 = the engine default (16)"},
+    {"--max-batch-tokens", "BRAID_MAX_BATCH_TOKENS", OPT_INT, F(max_batch_tokens), "N", 0, 1 << 20,
+     "tokens per forward step; 0 = the engine default (256)"},
+    {"--max-context", "BRAID_MAX_CONTEXT", OPT_INT, F(max_ctx), "N", 0, 1 << 24,
+     "longest composition + generation; 0 = the model's, capped at the KV pool"},
+    {"--chat-format", "BRAID_CHAT_FORMAT", OPT_STR, F(chat_format), "NAME", 0, 0,
+     "override the chat template detected from the model (chatml, llama2, llama3, zephyr, "
+     "mistral, gemma)"},
+    {"--max-calls", "BRAID_MAX_CALLS", OPT_INT, F(max_calls), "N", 1, 65536,
+     "calls served at once over all connections, long polls included (1..65536); "
+     "further calls wait inside nng until a slot frees. Default 256"},
+    {"--max-message", "BRAID_MAX_MESSAGE", OPT_SIZE, F(max_msg_bytes), "BYTES", 1024, 1 << 30,
      "largest request accepted (1 KiB..1 GiB). Default 16777216"},
-    {"--grace", "BRAID_GRACE", OPT_SECONDS, offsetof(svc_config, grace_s), "SECONDS",
-     "on SIGINT/SIGTERM, time in-flight calls get to finish. Default 10"},
-    {"--version", NULL, OPT_FLAG, offsetof(svc_config, version), NULL, "print the version"},
-    {"--help", NULL, OPT_FLAG, offsetof(svc_config, help), NULL, "print this help"},
+    {"--max-streams", "BRAID_MAX_STREAMS", OPT_INT, F(max_streams), "N", 1, 1 << 20,
+     "streams held at once, running or not yet drained; Generate beyond it answers "
+     "RESOURCE_EXHAUSTED. Default 4096"},
+    {"--max-queued", "BRAID_MAX_QUEUED", OPT_INT, F(max_queued), "N", 1, 1 << 20,
+     "generations waiting for the batch; Generate beyond it answers RESOURCE_EXHAUSTED. "
+     "Default 1024"},
+    {"--stream-idle-timeout", "BRAID_STREAM_IDLE_TIMEOUT", OPT_SECONDS, F(stream_idle_s), "SECONDS",
+     0.1, 86400,
+     "a stream nobody polls for this long is cancelled, its KV freed and the stream dropped. "
+     "Default 30"},
+    {"--grace", "BRAID_GRACE", OPT_SECONDS, F(grace_s), "SECONDS", 0, 3600,
+     "on SIGINT/SIGTERM, time running generations get to finish (their streams can still be "
+     "drained) before they are cancelled. Default 10"},
+    {"--tls-cert", "BRAID_TLS_CERT", OPT_STR, F(tls_cert), "FILE", 0, 0,
+     "PEM certificate (chain) for tls+tcp:// listeners"},
+    {"--tls-key", "BRAID_TLS_KEY", OPT_STR, F(tls_key), "FILE", 0, 0,
+     "PEM private key of --tls-cert (unencrypted)"},
+    {"--version", NULL, OPT_FLAG, F(version), NULL, 0, 0, "print the version"},
+    {"--help", NULL, OPT_FLAG, F(help), NULL, 0, 0, "print this help"},
 };
 
 #define N_OPTS (sizeof opts / sizeof opts[0])
+
+/* Writes text word-wrapped to lines of at most width bytes, each after indent spaces
+ * (the first line continues the current one). */
+static void write_wrapped(FILE *f, const char *text, int indent, int width)
+{
+    int col = 0;
+    while (*text) {
+        int w = (int)strcspn(text, " ");
+        if (col > 0 && col + 1 + w > width) {
+            fprintf(f, "\n%*s", indent, "");
+            col = 0;
+        } else if (col > 0) {
+            fputc(' ', f);
+            col++;
+        }
+        fprintf(f, "%.*s", w, text);
+        col += w;
+        text += w;
+        text += strspn(text, " ");
+    }
+    fputc('\n', f);
+}
 
 void svc_config_usage(const char *prog, void *fp)
 {
@@ -48,11 +109,14 @@ void svc_config_usage(const char *prog, void *fp)
         char left[64];
         snprintf(left, sizeof left, "%s%s%s", opts[i].flag, opts[i].arg ? " " : "",
                  opts[i].arg ? opts[i].arg : "");
-        fprintf(f, "  %-24s %s\n", left, opts[i].help);
+        fprintf(f, "  %-30s ", left);
+        write_wrapped(f, opts[i].help, 33, 60);
         if (opts[i].env)
-            fprintf(f, "  %-24s   [env %s]\n", "", opts[i].env);
+            fprintf(f, "  %-30s [env %s]\n", "", opts[i].env);
     }
-    fprintf(f, "\nExample:\n  %s --listen tcp://0.0.0.0:7543 --listen ipc:///tmp/braid.sock\n",
+    fprintf(f,
+            "\nExample:\n  %s --model models/SmolLM2-135M-Instruct.Q4_1.gguf "
+            "--listen tcp://0.0.0.0:7543 --listen ipc:///tmp/braid.sock\n",
             prog);
 }
 
@@ -89,21 +153,27 @@ static bi_status opt_apply(svc_config *cfg, const struct opt *o, const char *val
         if (bi_log_level_parse(value, (bi_log_level *)field) == BI_OK)
             return BI_OK;
         break;
+    case OPT_STR:
+        if (*value) {
+            *(const char **)field = value;
+            return BI_OK;
+        }
+        break;
     case OPT_INT:
-        if (parse_long(value, 1, 65536, &v) == BI_OK) {
+        if (parse_long(value, (long)o->lo, (long)o->hi, &v) == BI_OK) {
             *(int *)field = (int)v;
             return BI_OK;
         }
         break;
     case OPT_SIZE:
-        if (parse_long(value, 1024, 1L << 30, &v) == BI_OK) {
+        if (parse_long(value, (long)o->lo, (long)o->hi, &v) == BI_OK) {
             *(size_t *)field = (size_t)v;
             return BI_OK;
         }
         break;
     case OPT_SECONDS: {
         double d = strtod(value, &end);
-        if (end != value && !*end && d >= 0 && d <= 3600) {
+        if (end != value && !*end && d >= o->lo && d <= o->hi) {
             *(double *)field = d;
             return BI_OK;
         }
@@ -130,6 +200,9 @@ bi_status svc_config_parse(svc_config *cfg, int argc, char **argv, char *err, si
     cfg->max_calls = 256;
     cfg->max_msg_bytes = 16u << 20;
     cfg->grace_s = 10.0;
+    cfg->max_streams = 4096;
+    cfg->max_queued = 1024;
+    cfg->stream_idle_s = 30.0;
 
     for (size_t i = 0; i < N_OPTS; i++) {
         const char *e = opts[i].env ? getenv(opts[i].env) : NULL;
@@ -163,5 +236,13 @@ bi_status svc_config_parse(svc_config *cfg, int argc, char **argv, char *err, si
     }
     if (cfg->n_listen == 0)
         cfg->listen[cfg->n_listen++] = DEFAULT_LISTEN;
+    if (cfg->model_path && cfg->dummy_preset) {
+        snprintf(err, err_size, "give --model or --dummy, not both");
+        return BI_INVALID_ARGUMENT;
+    }
+    if (!cfg->tls_cert != !cfg->tls_key) {
+        snprintf(err, err_size, "--tls-cert and --tls-key go together");
+        return BI_INVALID_ARGUMENT;
+    }
     return BI_OK;
 }

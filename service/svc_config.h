@@ -3,7 +3,7 @@
  *
  * Every option has a flag and an environment variable; a flag wins over the
  * environment, the environment over the default. `braidd --help` prints the
- * table below, so it is the one place where options are documented.
+ * table in svc_config.c, so it is the one place where options are documented.
  */
 #ifndef SVC_CONFIG_H
 #define SVC_CONFIG_H
@@ -20,9 +20,26 @@ typedef struct svc_config {
     const char *listen[SVC_MAX_LISTEN]; /* nng URLs; point into argv/environ or defaults */
     int n_listen;
     bi_log_level log_level;
+
+    /* the engine (values <= 0 take the engine's defaults) */
+    const char *model_path;   /* GGUF file or HF directory; NULL = no model */
+    const char *dummy_preset; /* random weights of a preset shape instead of a model */
+    int threads;
+    int kv_tokens;
+    int page_size;
+    int max_batch_tokens;
+    int max_ctx;
+    const char *chat_format; /* NULL = detected from the model */
+
+    /* service limits */
     int max_calls;        /* concurrent in-flight calls (nng contexts) */
     size_t max_msg_bytes; /* largest request accepted */
+    int max_streams;      /* streams held at once (running or not yet drained) */
+    int max_queued;       /* generations waiting for admission */
+    double stream_idle_s; /* an unpolled stream is cancelled after this long */
     double grace_s;       /* shutdown grace period */
+    const char *tls_cert; /* PEM certificate (chain) for tls+tcp:// listeners */
+    const char *tls_key;  /* PEM private key for it */
     bool help;
     bool version;
 } svc_config;
@@ -32,7 +49,7 @@ typedef struct svc_config {
  * borrows strings from argv and the environment; it owns nothing. */
 bi_status svc_config_parse(svc_config *cfg, int argc, char **argv, char *err, size_t err_size);
 
-/* Writes the --help text to f. */
+/* Writes the --help text to f (a FILE *). */
 void svc_config_usage(const char *prog, void *f);
 
 #endif
