@@ -33,11 +33,11 @@ AGENTS: List[Tuple[str, str, str]] = [
 
 async def run_agent(client: braid.AsyncClient, project: braid.ChunkInfo, name: str, role_prompt: str,
                     task: str, max_tokens: int) -> Tuple[str, braid.Completion]:
-    parts = [braid.Text(role_prompt, role="system"), braid.Chunk(project.id), braid.Text(task, role="user")]
-    # INDEPENDENT reuse: the project chunk's KV is placed after each agent's own
-    # system prompt without being recomputed.
-    answer = await client.complete(parts, max_tokens=max_tokens, temperature=0.0, reuse_mode="independent",
-                                   client_request_id=name)
+    # The shared chunk leads every composition, so its KV (computed once, at
+    # registration) serves every agent exactly (reuse_mode "exact", the default);
+    # each agent's own role prompt and task follow it as the private tail.
+    parts = [braid.Chunk(project.id), braid.Text(role_prompt, role="system"), braid.Text(task, role="user")]
+    answer = await client.complete(parts, max_tokens=max_tokens, temperature=0.0, client_request_id=name)
     return name, answer
 
 
