@@ -1318,16 +1318,25 @@ static bi_status engine_setup(eng_engine *e, char *err, size_t err_size)
         snprintf(err, err_size, "the KV pool (%d tokens) is too small", kv_tokens);
         return BI_INVALID_ARGUMENT;
     }
-    bi_status st =
-        eng_kv_pool_init(&e->pool, mc->n_layer, mc->n_kv_head, mc->head_dim, page, n_pages);
+    const char *bname = e->cfg.backend ? e->cfg.backend : "cpu";
+    bi_status st = eng_backend_create(bname, e->cfg.n_threads, e->max_ctx, &e->backend);
+    if (st != BI_OK) {
+        snprintf(err, err_size, "backend '%s': %s", bname,
+                 st == BI_UNSUPPORTED        ? "this build has no CUDA"
+                 : st == BI_INVALID_ARGUMENT ? "unknown (cpu, cuda or auto)"
+                                             : bi_strerror(st));
+        return st;
+    }
+    st = eng_kv_pool_init_opt(&e->pool, mc->n_layer, mc->n_kv_head, mc->head_dim, page, n_pages,
+                              e->backend->host_kv);
     if (st != BI_OK) {
         snprintf(err, err_size, "cannot allocate a KV pool of %d tokens: %s", kv_tokens,
                  bi_strerror(st));
         return st;
     }
-    if ((st = eng_backend_cpu_create(e->cfg.n_threads, e->max_ctx, &e->backend)) != BI_OK ||
-        (st = eng_forward_create(e->model, e->backend, &e->pool, e->max_batch, &e->fwd)) != BI_OK) {
-        snprintf(err, err_size, "cannot set up the CPU backend: %s", bi_strerror(st));
+    if ((st = eng_forward_create(e->model, e->backend, &e->pool, e->max_batch, &e->fwd)) != BI_OK) {
+        snprintf(err, err_size, "cannot set up the %s backend: %s", e->backend->ops->name,
+                 bi_strerror(st));
         return st;
     }
     e->step_tokens = bi_mallocarray((size_t)e->max_batch, sizeof(int32_t));

@@ -62,6 +62,8 @@ typedef struct eng_config {
     int32_t max_batch_tokens; /* tokens per forward step; <= 0 = 256 */
     int32_t max_ctx;          /* longest composition; <= 0 = the model's (capped at the pool) */
     const char *chat_format;  /* override the detected chat template ("chatml", "llama3", ...) */
+    const char *backend;      /* "cpu" (NULL), "cuda", or "auto" (cuda when the build has it
+                                 and a device is usable, else cpu) */
     eng_progress_fn progress; /* model loading progress; may be NULL */
     void *progress_user;
 } eng_config;

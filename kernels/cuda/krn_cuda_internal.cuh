@@ -1,0 +1,34 @@
+// krn_cuda_internal.cuh - device helpers shared by the .cu files (bf16 views,
+// the launch check, grid sizing). Never included from C.
+#ifndef KRN_CUDA_INTERNAL_CUH
+#define KRN_CUDA_INTERNAL_CUH
+
+#include <cuda_bf16.h>
+
+#include "common/status.h"
+#include "cuda/krn_types.h"
+
+static inline __host__ __device__ __nv_bfloat16 *bf(krn_bf16 *p)
+{
+    return reinterpret_cast<__nv_bfloat16 *>(p);
+}
+static inline __host__ __device__ const __nv_bfloat16 *bf(const krn_bf16 *p)
+{
+    return reinterpret_cast<const __nv_bfloat16 *>(p);
+}
+
+// The status of the launch just made; clears nothing sticky (a sticky error
+// stays visible to the next call, which is what the backend wants).
+static inline bi_status krn_launched(void)
+{
+    return cudaGetLastError() == cudaSuccess ? BI_OK : BI_DEVICE;
+}
+
+// Blocks for a grid-stride loop over n elements.
+static inline unsigned krn_blocks(size_t n, int threads)
+{
+    size_t b = (n + threads - 1) / threads;
+    return (unsigned)(b > 65535u * 32 ? 65535u * 32 : (b ? b : 1));
+}
+
+#endif

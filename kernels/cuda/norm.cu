@@ -1,0 +1,68 @@
+// norm.cu - RMSNorm over rows of the fp32 residual stream: one block per row,
+// fp32 statistics, bf16 or in-place fp32 output.
+#include "cuda/krn_cuda_internal.cuh"
+#include "cuda/krn_norm.h"
+
+static const int THREADS = 256;
+
+// 1 / sqrt(mean(x^2) + eps) of one row, known to every thread of the block.
+static __device__ float row_inv_rms(const float *__restrict__ x, int D, float eps)
+{
+    __shared__ float part[THREADS / 32];
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < D; i += blockDim.x)
+        s += x[i] * x[i];
+    for (int o = 16; o > 0; o >>= 1)
+        s += __shfl_xor_sync(0xffffffffu, s, o);
+    if ((threadIdx.x & 31) == 0)
+        part[threadIdx.x >> 5] = s;
+    __syncthreads();
+    float tot = 0.0f;
+    for (int w = 0; w < THREADS / 32; w++)
+        tot += part[w];
+    return rsqrtf(tot / (float)D + eps);
+}
+
+static __global__ void rmsnorm_bf16_kernel(__nv_bfloat16 *__restrict__ y,
+                                           const float *__restrict__ x,
+                                           const int32_t *__restrict__ rows,
+                                           const float *__restrict__ w, int D, float eps)
+{
+    const int r = blockIdx.x;
+    const float *xr = x + (size_t)(rows ? rows[r] : r) * D;
+    float s = row_inv_rms(xr, D, eps);
+    for (int i = threadIdx.x; i < D; i += blockDim.x)
+        y[(size_t)r * D + i] = __float2bfloat16_rn(xr[i] * s * w[i]);
+}
+
+static __global__ void rmsnorm_f32_kernel(float *__restrict__ x, const float *__restrict__ w, int D,
+                                          float eps)
+{
+    float *xr = x + (size_t)blockIdx.x * D;
+    float s = row_inv_rms(xr, D, eps);
+    __syncthreads(); // every thread has read the row before any writes it
+    for (int i = threadIdx.x; i < D; i += blockDim.x)
+        xr[i] = xr[i] * s * w[i];
+}
+
+extern "C" bi_status krn_rmsnorm_bf16(krn_bf16 *y, const float *x, const int32_t *rows,
+                                      const float *w, int M, int D, float eps, cudaStream_t stream)
+{
+    if (M < 0 || D <= 0)
+        return BI_INVALID_ARGUMENT;
+    if (M == 0)
+        return BI_OK;
+    rmsnorm_bf16_kernel<<<M, THREADS, 0, stream>>>(bf(y), x, rows, w, D, eps);
+    return krn_launched();
+}
+
+extern "C" bi_status krn_rmsnorm_f32(float *x, const float *w, int M, int D, float eps,
+                                     cudaStream_t stream)
+{
+    if (M < 0 || D <= 0)
+        return BI_INVALID_ARGUMENT;
+    if (M == 0)
+        return BI_OK;
+    rmsnorm_f32_kernel<<<M, THREADS, 0, stream>>>(x, w, D, eps);
+    return krn_launched();
+}
