@@ -55,6 +55,7 @@ typedef struct item {
 typedef struct answer {
     char chunk_id[BRAID_CHUNK_ID_LEN + 1];
     char *text;
+    uint32_t tokens;
 } answer;
 
 typedef struct chat {
@@ -133,6 +134,7 @@ static int chat_generate(chat *s)
         answer *a = &s->answers[s->n_answers++];
         snprintf(a->chunk_id, sizeof a->chunk_id, "%s", ans.final.output_chunk_id);
         a->text = ans.text ? ans.text : bi_strdup("");
+        a->tokens = ans.final.usage.completion_tokens;
         ans.text = NULL;
         char label[32];
         snprintf(label, sizeof label, "answer %zu", s->n_answers);
@@ -183,7 +185,7 @@ static void chat_use_output(chat *s, const char *arg)
     const answer *a = &s->answers[n - 1];
     char label[32];
     snprintf(label, sizeof label, "answer %ld", n);
-    if (push(s, BRAID_ROLE_ASSISTANT, a->chunk_id, a->chunk_id[0] ? label : a->text, 0))
+    if (push(s, BRAID_ROLE_ASSISTANT, a->chunk_id, a->chunk_id[0] ? label : a->text, a->tokens))
         fprintf(stderr, "appended answer %ld\n", n);
 }
 

@@ -79,8 +79,9 @@ grep -q 'unknown command /bogus' "$tmp/chat.err"
 echo "== a client killed mid-stream"
 sleep 3 # streams of the earlier steps expire
 free0=$(stat kv_pages_free)
-b generate --prompt 'Write a long essay about rivers.' --max-tokens 2000 --ignore-eos \
-  >"$tmp/killed.out" 2>/dev/null &
+# Not through b(): $! must be the braid process itself, not a subshell.
+"$braid" --address "$addr" generate --prompt 'Write a long essay about rivers.' \
+  --max-tokens 2000 --ignore-eos >"$tmp/killed.out" 2>/dev/null &
 gpid=$!
 for _ in $(seq 1 100); do [ -s "$tmp/killed.out" ] && break; sleep 0.1; done
 [ -s "$tmp/killed.out" ] || { echo "no token arrived"; exit 1; }
