@@ -180,15 +180,16 @@ static void call_dispatch(svc_server *s, svc_call *c)
     c->call_id = 0;
     s->calls_in_flight++;
 
-    if (len > s->cfg->max_msg_bytes) {
+    /* nng bounds len at twice the limit, so an oversized envelope is still
+     * decoded: its reply then carries the right call_id. */
+    if (!(env = braid__v1__rpc_request__unpack(NULL, len, nng_msg_body(c->req)))) {
+        svc_fail(&res, BI_INVALID_ARGUMENT, "request is not a braid.v1.RpcRequest (%zu bytes)",
+                 len);
+    } else if ((c->call_id = env->call_id), len > s->cfg->max_msg_bytes) {
         svc_fail(&res, BI_RESOURCE_EXHAUSTED,
                  "request of %zu bytes exceeds the limit of %zu (braidd --max-message)", len,
                  s->cfg->max_msg_bytes);
-    } else if (!(env = braid__v1__rpc_request__unpack(NULL, len, nng_msg_body(c->req)))) {
-        svc_fail(&res, BI_INVALID_ARGUMENT, "request is not a braid.v1.RpcRequest (%zu bytes)",
-                 len);
     } else {
-        c->call_id = env->call_id;
         svc_handler fn = svc_method_find(env->method);
         if (fn)
             fn(s, c, env, &res);

@@ -36,6 +36,14 @@ class Conn:
         self.sock.dial(addr, block=block)
         self.next_id = 1
 
+    def context(self):
+        """Another Conn on a new nng context of this socket: concurrent calls on one
+        connection."""
+        c = Conn.__new__(Conn)
+        c.sock = self.sock.new_context()
+        c.next_id = 1_000_000 * (id(c) % 1000)
+        return c
+
     def raw(self, data):
         """Sends raw bytes; returns the decoded RpcReply."""
         self.sock.send(data)
@@ -103,11 +111,12 @@ class Server:
 
     def text(self):
         self.logf.flush()
-        with open(self.log) as f:
+        with open(self.log, errors="replace") as f:
             return f.read()
 
     def stop(self, sig=signal.SIGTERM, timeout=60):
-        self.proc.send_signal(sig)
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
         rc = self.proc.wait(timeout)
         self.logf.close()
         if rc != 0:
@@ -132,3 +141,17 @@ def stream_all(conn, stream_id, max_wait_ms=10000):
         if events and events[-1].HasField("final"):
             conn.ok("StreamNext", pb.StreamNextRequest(stream_id=stream_id, ack_seq=ack))
             return events
+
+
+def corrupt(data, placeholder, bad):
+    """data with placeholder (bytes) replaced by bad padded to the same length, so the
+    protobuf length prefixes stay right: how a test sends text that is not UTF-8."""
+    assert len(bad) <= len(placeholder) and data.count(placeholder) == 1
+    return data.replace(placeholder, bad + b"x" * (len(placeholder) - len(bad)))
+
+
+def main_guard(model):
+    """Skips (exit 77) when the model file is missing."""
+    if not os.path.exists(model):
+        print(f"SKIP: {model} missing (run deploy/fetch_model.sh)")
+        sys.exit(77)
