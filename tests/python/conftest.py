@@ -15,9 +15,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, List, TypeVar
 
 import pytest
 
@@ -38,6 +39,32 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+T = TypeVar("T")
+
+
+def run_in_threads(fn: Callable[[int], T], n: int, timeout: float = 90.0) -> List[T]:
+    """Runs fn(0) .. fn(n-1) on n threads at once; returns their results in order,
+    re-raising the first exception any of them raised."""
+    results: dict = {}
+    errors: list = []
+
+    def run(i: int) -> None:
+        try:
+            results[i] = fn(i)
+        except BaseException as e:  # handed to the test below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    if errors:
+        raise errors[0]
+    assert len(results) == n, f"{n - len(results)} threads did not finish in {timeout} s"
+    return [results[i] for i in range(n)]
 
 
 @pytest.fixture

@@ -10,13 +10,12 @@ expected output is known."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import pytest
 
 import braid
-from conftest import free_port
+from conftest import free_port, run_in_threads
 from fake_braidd import FakeBraidd
 
 
@@ -113,20 +112,8 @@ def test_client_fake_resume_after_close(fake: FakeBraidd) -> None:
 
 def test_client_fake_32_streams_from_threads(fake: FakeBraidd) -> None:
     prompts = [f"stream number {i} " * 3 for i in range(32)]
-    results: dict = {}
-    errors: list = []
     with braid.Client(fake.address, timeout=10, poll_wait=1.0) as c:
-        def run(i: int) -> None:
-            try:
-                results[i] = list(c.generate(prompts[i]))
-            except Exception as e:  # reported below
-                errors.append(e)
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(32)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-    assert not errors
+        results = run_in_threads(lambda i: list(c.generate(prompts[i])), 32)
     for i, p in enumerate(prompts):
         assert _text(results[i]) == p
         assert [e.seq for e in results[i]] == list(range(1, len(p) + 2))

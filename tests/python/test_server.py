@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from typing import List
 
@@ -23,7 +22,7 @@ import pytest
 import braid
 from braid import _wire
 from braid import braid_pb2 as pb
-from conftest import IDLE_TIMEOUT, ROOT, Server
+from conftest import IDLE_TIMEOUT, ROOT, Server, run_in_threads
 
 DOC = ("The Braid Lighthouse stands on Kestrel Point. It was built in 1871 from grey granite, "
        "is 38 metres tall, and its lamp can be seen 24 nautical miles out to sea.")
@@ -136,21 +135,7 @@ def alone(server: Server) -> dict:
 
 
 def test_server_32_concurrent_streams_threads(client: braid.Client, alone: dict) -> None:
-    results: dict = {}
-    errors: list = []
-
-    def run(i: int) -> None:
-        try:
-            results[i] = list(client.generate(PROMPTS[i % len(PROMPTS)], **GREEDY))
-        except Exception as e:  # reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(32)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(90)
-    assert not errors, errors
+    results = run_in_threads(lambda i: list(client.generate(PROMPTS[i % len(PROMPTS)], **GREEDY)), 32)
     for i in range(32):
         _assert_in_order(results[i])
         assert _ids(results[i]) == alone[PROMPTS[i % len(PROMPTS)]], f"stream {i}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import collections
 import time
-from typing import Any, Callable, Deque, List, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Deque, List, NamedTuple, Optional
 
 from google.protobuf.message import Message
 
@@ -16,7 +16,7 @@ from . import _wire
 from . import braid_pb2 as pb
 from ._transport import DEFAULT_MAX_MESSAGE, DEFAULT_POLL_WAIT, Transport
 from .errors import BraidError, DeadlineExceeded, Unavailable
-from .types import ChunkInfo, Event, FinalEvent, Health, ModelInfo, Stats
+from .types import Event, FinalEvent
 
 
 class Spec(NamedTuple):
@@ -27,15 +27,9 @@ class Spec(NamedTuple):
     convert: Callable[[Any], Any]
 
 
-def register_chunk(
-    text: Optional[str],
-    tokens: Optional[Sequence[int]],
-    role: Any,
-    namespace: str,
-    pin: bool,
-    precompute: bool,
-) -> Spec:
-    req = _wire.register_request(text, tokens, role, namespace, pin, precompute)
+def register_chunk(*args: Any) -> Spec:
+    """RegisterChunk; ``args`` are those of _wire.register_request."""
+    req = _wire.register_request(*args)
     return Spec("RegisterChunk", req, lambda r: _wire.chunk_info(r.chunk, existed=r.existed))
 
 
@@ -181,6 +175,32 @@ class StreamState:
         self.final_acked = True
         req = pb.StreamNextRequest(stream_id=self.cursor.stream_id, ack_seq=self.cursor.last_seq, max_wait_ms=1, max_events=1)
         return Spec("StreamNext", req, lambda r: None)
+
+
+class StreamView:
+    """The read-only face of a stream, shared by Stream and AsyncStream."""
+
+    _s: StreamState
+
+    @property
+    def stream_id(self) -> int:
+        """The server's id of this stream."""
+        return self._s.cursor.stream_id
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the last event received (0 before the first)."""
+        return self._s.cursor.last_seq
+
+    @property
+    def done(self) -> bool:
+        """True once the final event has been handed out."""
+        return self._s.exhausted
+
+    @property
+    def final(self) -> Optional[FinalEvent]:
+        """The final event, once iteration reached it."""
+        return self._s.final
 
 
 #: Transport failures a poll retries (others, e.g. a server's NOT_FOUND, end the stream).

@@ -198,19 +198,7 @@ def register_request(
 
 def chunk_info(msg: pb.ChunkInfo, existed: bool = False) -> ChunkInfo:
     """Converts a ChunkInfo message."""
-    return ChunkInfo(
-        id=msg.id,
-        namespace=msg.namespace,
-        role=role_name(msg.role),
-        num_tokens=msg.num_tokens,
-        pinned=msg.pinned,
-        kv_resident=msg.kv_resident,
-        users=msg.users,
-        hits=msg.hits,
-        tokens_saved=msg.tokens_saved,
-        kv_bytes=msg.kv_bytes,
-        existed=existed,
-    )
+    return copy_fields(ChunkInfo, msg, role=role_name(msg.role), existed=existed)
 
 
 def chunk_content(reply: pb.GetChunkReply, include_tokens: bool) -> ChunkInfo:
@@ -367,15 +355,18 @@ def generate_request(parts: Any, options: Dict[str, Any]) -> pb.GenerateRequest:
     return req
 
 
+D = TypeVar("D")
+
+
+def copy_fields(cls: Type[D], msg: Message, **overrides: Any) -> D:
+    """Builds dataclass ``cls`` from the same-named fields of ``msg`` (then ``overrides``)."""
+    values = {f: getattr(msg, f) for f in cls.__dataclass_fields__ if f not in overrides and hasattr(msg, f)}  # type: ignore[attr-defined]
+    return cls(**values, **overrides)
+
+
 def usage(msg: pb.Usage) -> Usage:
     """Converts a Usage message."""
-    return Usage(
-        prompt_tokens=msg.prompt_tokens,
-        cached_prompt_tokens=msg.cached_prompt_tokens,
-        completion_tokens=msg.completion_tokens,
-        time_to_first_token_ms=msg.time_to_first_token_ms,
-        total_time_ms=msg.total_time_ms,
-    )
+    return copy_fields(Usage, msg)
 
 
 def event(msg: pb.StreamEvent) -> Event:
@@ -493,12 +484,12 @@ class CompletionBuilder:
 
 def stats(msg: pb.StatsReply) -> Stats:
     """Converts Stats' reply."""
-    return Stats(**{f: getattr(msg, f) for f in Stats.__dataclass_fields__})
+    return copy_fields(Stats, msg)
 
 
 def model_info(msg: pb.ModelInfoReply) -> ModelInfo:
     """Converts ModelInfo's reply."""
-    return ModelInfo(**{f: getattr(msg, f) for f in ModelInfo.__dataclass_fields__})
+    return copy_fields(ModelInfo, msg)
 
 
 def health(msg: pb.HealthReply) -> Health:

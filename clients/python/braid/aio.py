@@ -11,10 +11,10 @@ import time
 from typing import Any, AsyncIterator, List, Optional, Sequence
 
 from . import _api
-from ._api import RETRYABLE, ClientBase, Spec, StreamState
+from ._api import RETRYABLE, ClientBase, Spec, StreamState, StreamView
 from ._wire import CompletionBuilder, GenerateOptions
 from .errors import BraidError, InvalidArgument
-from .types import ChunkInfo, Completion, Event, FinalEvent, Health, ModelInfo, Stats
+from .types import ChunkInfo, Completion, Event, Health, ModelInfo, Stats
 
 try:
     from typing import Unpack
@@ -117,7 +117,7 @@ class AsyncClient(ClientBase):
         return await self._unary(_api.health(), timeout)
 
 
-class AsyncStream(AsyncIterator[Event]):
+class AsyncStream(StreamView, AsyncIterator[Event]):
     """The events of one generation for ``async for`` (see braid.Stream)."""
 
     def __init__(self, client: AsyncClient, stream_id: int, last_seq: int = 0) -> None:
@@ -125,26 +125,6 @@ class AsyncStream(AsyncIterator[Event]):
             raise InvalidArgument("AsyncStream needs an AsyncClient")
         self._client = client
         self._s = StreamState(client, stream_id, last_seq)
-
-    @property
-    def stream_id(self) -> int:
-        """The server's id of this stream."""
-        return self._s.cursor.stream_id
-
-    @property
-    def last_seq(self) -> int:
-        """The sequence number of the last event received (0 before the first)."""
-        return self._s.cursor.last_seq
-
-    @property
-    def done(self) -> bool:
-        """True once the final event has been handed out."""
-        return self._s.exhausted
-
-    @property
-    def final(self) -> Optional[FinalEvent]:
-        """The final event, once iteration reached it."""
-        return self._s.final
 
     def __aiter__(self) -> "AsyncStream":
         return self

@@ -8,10 +8,10 @@ import time
 from typing import Any, Iterator, List, Optional, Sequence
 
 from . import _api
-from ._api import RETRYABLE, ClientBase, Spec, StreamState
+from ._api import RETRYABLE, ClientBase, Spec, StreamState, StreamView
 from ._wire import CompletionBuilder, GenerateOptions
 from .errors import BraidError, InvalidArgument
-from .types import ChunkInfo, Completion, Event, FinalEvent, Health, ModelInfo, Stats
+from .types import ChunkInfo, Completion, Event, Health, ModelInfo, Stats
 
 try:  # typing.Unpack types **options precisely (PEP 692); only checkers read it
     from typing import Unpack
@@ -159,7 +159,7 @@ class Client(ClientBase):
         return self._unary(_api.health(), timeout)
 
 
-class Stream(Iterator[Event]):
+class Stream(StreamView, Iterator[Event]):
     """The events of one generation, read by long-polling StreamNext.
 
     Iterate it (once, from one thread) to get TokenEvent objects and the final
@@ -173,26 +173,6 @@ class Stream(Iterator[Event]):
             raise InvalidArgument("Stream needs a Client")
         self._client = client
         self._s = StreamState(client, stream_id, last_seq)
-
-    @property
-    def stream_id(self) -> int:
-        """The server's id of this stream."""
-        return self._s.cursor.stream_id
-
-    @property
-    def last_seq(self) -> int:
-        """The sequence number of the last event received (0 before the first)."""
-        return self._s.cursor.last_seq
-
-    @property
-    def done(self) -> bool:
-        """True once the final event has been handed out."""
-        return self._s.exhausted
-
-    @property
-    def final(self) -> Optional[FinalEvent]:
-        """The final event, once iteration reached it."""
-        return self._s.final
 
     def __iter__(self) -> "Stream":
         return self
