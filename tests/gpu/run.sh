@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# Runs every GPU test on the GPU machine, with the binaries built here.
-#   tests/gpu/run.sh [BUILD_DIR]   (default build/)
-# Checks the GPU first, runs each tests/gpu program (exit 0 pass, 77 skip,
-# anything else fail), writes logs under $OUT (or tests/gpu/out) and prints a
-# summary table last.
+# Runs every GPU test on the GPU machine, with the binaries built here, then
+# the GPU benchmark.
+#   tests/gpu/run.sh [BUILD_DIR]   (default build/; run from anywhere)
+# Checks the GPU first, runs each BUILD_DIR/tests/gpu/test_* program from the
+# repo root with the fixtures folder as its argument (exit 0 pass, 77 skip,
+# anything else fail), then BUILD_DIR/tests/bench/bench_gpu under a time cap
+# (BENCH_TIMEOUT_S, default 300). Logs and bench_gpu.json go under $OUT (or
+# tests/gpu/out); a summary table is printed last.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 build=${1:-$here/build}
+build=$(cd "$build" && pwd)
 out=${OUT:-$here/tests/gpu/out}
 mkdir -p "$out"
+export OUT=$out
+cd "$here"
+# cJSON and PCRE2 exist only as shared libraries in Debian; the build copies
+# them here because the GPU machine does not have them.
+export LD_LIBRARY_PATH="$build/tests/gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 echo "== GPU"
 if ! nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; then
@@ -21,7 +30,7 @@ for t in "$build"/tests/gpu/test_*; do
   [ -x "$t" ] || continue
   name=$(basename "$t")
   echo "== $name"
-  "$t" 2>&1 | tee "$out/$name.log"
+  timeout "${TEST_TIMEOUT_S:-180}" "$t" "$here/tests/fixtures/models" 2>&1 | tee "$out/$name.log"
   rc=${PIPESTATUS[0]}
   case $rc in
     0) pass=$((pass + 1)); summary+=("PASS $name") ;;
@@ -30,7 +39,17 @@ for t in "$build"/tests/gpu/test_*; do
   esac
 done
 
+bench="$build/tests/bench/bench_gpu"
+if [ -x "$bench" ] && [ "${SKIP_BENCH:-0}" != 1 ]; then
+  echo "== bench_gpu"
+  BENCH_BUDGET_S=${BENCH_BUDGET_S:-200} timeout "${BENCH_TIMEOUT_S:-300}" "$bench" 2>&1 |
+    tee "$out/bench_gpu.log"
+  rc=${PIPESTATUS[0]}
+  [ "$rc" -eq 0 ] && summary+=("RAN  bench_gpu") || summary+=("BENCH bench_gpu exit $rc")
+fi
+
 echo "== summary"
+[ -f "$out/bench_gpu.log" ] && sed -n '/^== bench_gpu/,$p' "$out/bench_gpu.log"
 printf '%s\n' "${summary[@]}"
 echo "gpu: $pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ] && [ $pass -gt 0 ]

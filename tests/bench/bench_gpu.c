@@ -1,0 +1,338 @@
+/*
+ * bench_gpu.c - decode and prefill speed of the CUDA backend on dummy
+ * weights of real shapes (bf16), next to the roofline measured in the same
+ * run.
+ *
+ *   bench_gpu [PRESET...]     (default tinyllama-1.1b qwen3-0.6b llama3-8b)
+ *   env BENCH_BUDGET_S (default 300): presets that would start after this
+ *   many seconds are skipped; env OUT: bench_gpu.json is written there.
+ *
+ * Decode: batch 1, 8, 64 and 256 sequences of a 128-token prompt, then 128
+ * decode steps; tokens/s = batch / median step time. A step's bytes are every
+ * weight matrix once (bf16, lm_head included), the KV of every sequence
+ * (read) plus its new token (written), and the fp32 logits (written, copied
+ * to the host); roofline = bytes / device-to-device copy bandwidth (read +
+ * write bytes per second, measured here). Prefill: one 2048-token prompt;
+ * its roofline is the larger of bytes / bandwidth and FLOPs / the bf16 GEMM
+ * rate cuBLAS reaches here on 8192^3. Nothing is asserted.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include "common/log.h"
+#include "core/backend.h"
+#include "core/forward.h"
+#include "cuda/krn_gemm.h"
+#include "cuda/krn_smoke.h"
+#include "model/model.h"
+
+#define PROMPT    128
+#define NEW       128
+#define PREFILL   2048
+#define MAX_BATCH 256
+#define PAGE      16
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return v[n / 2];
+}
+
+/* Device-to-device copy bandwidth, bytes read + written per second. */
+static double copy_bandwidth(void)
+{
+    const size_t bytes = (size_t)1 << 30;
+    void *a, *b;
+    if (cudaMalloc(&a, bytes) != cudaSuccess || cudaMalloc(&b, bytes) != cudaSuccess)
+        return 0;
+    cudaMemset(a, 1, bytes);
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    double t[10];
+    for (int i = 0; i < 12; i++) {
+        cudaEventRecord(e0, 0);
+        cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, 0);
+        cudaEventRecord(e1, 0);
+        cudaEventSynchronize(e1);
+        float ms;
+        cudaEventElapsedTime(&ms, e0, e1);
+        if (i >= 2)
+            t[i - 2] = ms * 1e-3;
+    }
+    cudaFree(a);
+    cudaFree(b);
+    return 2.0 * bytes / median(t, 10);
+}
+
+/* bf16 GEMM rate (FLOP/s) cuBLAS reaches on 8192^3, random inputs. */
+static double gemm_rate(void)
+{
+    const int n = 8192;
+    size_t bytes = (size_t)n * n * 2;
+    krn_bf16 *x, *w;
+    float *y, *stage;
+    if (cudaMalloc((void **)&x, bytes) != cudaSuccess ||
+        cudaMalloc((void **)&w, bytes) != cudaSuccess ||
+        cudaMalloc((void **)&y, (size_t)n * n * 4) != cudaSuccess)
+        return 0;
+    stage = malloc(bytes);
+    uint16_t *h = (uint16_t *)stage;
+    for (size_t i = 0; i < (size_t)n * n; i++)
+        h[i] = (uint16_t)(0x3C00u + (rand() & 0x7F)); /* bf16 in [0.0078, 0.0156) */
+    cudaMemcpy(x, h, bytes, cudaMemcpyHostToDevice);
+    cudaMemcpy(w, h, bytes, cudaMemcpyHostToDevice);
+    free(stage);
+    cublasHandle_t hd;
+    cublasCreate(&hd);
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    double t[8];
+    for (int i = 0; i < 10; i++) {
+        cudaEventRecord(e0, 0);
+        krn_gemm_bf16(hd, y, x, w, n, n, n);
+        cudaEventRecord(e1, 0);
+        cudaEventSynchronize(e1);
+        float ms;
+        cudaEventElapsedTime(&ms, e0, e1);
+        if (i >= 2)
+            t[i - 2] = ms * 1e-3;
+    }
+    cublasDestroy(hd);
+    cudaFree(x);
+    cudaFree(w);
+    cudaFree(y);
+    return 2.0 * n * n * (double)n / median(t, 8);
+}
+
+typedef struct shape {
+    double w_bytes;             /* bf16 matrices read per step, lm_head included */
+    double kv_tok_bytes;        /* K+V bytes of one token over all layers (bf16) */
+    double params;              /* matrix parameters without the embedding table */
+    double attn_flops_per_pair; /* FLOPs of one (query, key) pair over all layers and heads */
+} shape;
+
+static shape shape_of(const eng_model_config *c)
+{
+    double d = c->d_model, qd = (double)c->n_head * c->head_dim,
+           kvd = (double)c->n_kv_head * c->head_dim, ff = c->d_ff, V = c->vocab_size;
+    double layer = qd * d + 2 * kvd * d + d * qd + 3 * ff * d;
+    shape s;
+    s.params = c->n_layer * layer + V * d;
+    s.w_bytes = 2 * s.params;
+    s.kv_tok_bytes = 2.0 * 2 * kvd * c->n_layer;
+    s.attn_flops_per_pair = 4.0 * qd * c->n_layer;
+    return s;
+}
+
+typedef struct result {
+    char preset[32];
+    int batch; /* 0 = prefill */
+    double tok_s, roof_tok_s;
+} result;
+
+static result results[64];
+static int n_results;
+
+static void add_result(const char *preset, int batch, double tok_s, double roof)
+{
+    result *r = &results[n_results++];
+    snprintf(r->preset, sizeof r->preset, "%s", preset);
+    r->batch = batch;
+    r->tok_s = tok_s;
+    r->roof_tok_s = roof;
+    printf("  %-16s %-12s %12.0f tok/s   roofline %12.0f   %5.1f%%\n", preset,
+           batch ? "decode" : "prefill 2048", tok_s, roof, 100.0 * tok_s / roof);
+}
+
+static int32_t pages[MAX_BATCH * (PROMPT + NEW) / PAGE];
+
+/* Prefills batch prompts (chunks of at most PREFILL tokens), then times NEW
+ * decode steps. */
+static int bench_decode(eng_forward *f, const eng_model_config *c, int batch, double bw,
+                        const shape *sh, const char *preset, float *logits)
+{
+    const int per = (PROMPT + NEW) / PAGE;
+    static int32_t tok[PREFILL];
+    static eng_fwd_seq seqs[MAX_BATCH];
+    for (int i = 0; i < batch; i++)
+        seqs[i] = (eng_fwd_seq){NULL, 0, pages + i * per, 0, 0, PROMPT, ENG_LOGITS_LAST};
+    const int chunk = PREFILL / PROMPT;
+    for (int i = 0; i < batch; i += chunk) {
+        int n = batch - i < chunk ? batch - i : chunk;
+        for (int t = 0; t < n * PROMPT; t++)
+            tok[t] = rand() % c->vocab_size;
+        eng_fwd_batch b = {tok, n * PROMPT, seqs + i, n};
+        if (eng_forward_run(f, &b, logits) != BI_OK)
+            return 1;
+    }
+    double t[NEW];
+    for (int s = 0; s < NEW; s++) {
+        for (int i = 0; i < batch; i++) {
+            seqs[i].tail_len = PROMPT + s;
+            seqs[i].n_new = 1;
+            tok[i] = rand() % c->vocab_size;
+        }
+        eng_fwd_batch b = {tok, batch, seqs, batch};
+        double t0 = now_s();
+        if (eng_forward_run(f, &b, logits) != BI_OK)
+            return 1;
+        t[s] = now_s() - t0;
+    }
+    double step = median(t, NEW);
+    double bytes = sh->w_bytes +
+                   batch * ((PROMPT + NEW / 2 + 1) * sh->kv_tok_bytes + (double)c->vocab_size * 4);
+    add_result(preset, batch, batch / step, batch / (bytes / bw));
+    return 0;
+}
+
+static int bench_prefill(eng_forward *f, const eng_model_config *c, double bw, double rate,
+                         const shape *sh, const char *preset, float *logits)
+{
+    static int32_t tok[PREFILL];
+    for (int t = 0; t < PREFILL; t++)
+        tok[t] = rand() % c->vocab_size;
+    eng_fwd_seq s = {NULL, 0, pages, 0, 0, PREFILL, ENG_LOGITS_LAST};
+    eng_fwd_batch b = {tok, PREFILL, &s, 1};
+    double t[4];
+    for (int i = 0; i < 5; i++) {
+        double t0 = now_s();
+        if (eng_forward_run(f, &b, logits) != BI_OK)
+            return 1;
+        if (i > 0)
+            t[i - 1] = now_s() - t0;
+    }
+    double sec = median(t, 4);
+    double flops =
+        2.0 * sh->params * PREFILL + sh->attn_flops_per_pair * (double)PREFILL * (PREFILL + 1) / 2;
+    double bytes = sh->w_bytes + PREFILL * sh->kv_tok_bytes;
+    double bound = flops / rate > bytes / bw ? flops / rate : bytes / bw;
+    add_result(preset, 0, PREFILL / sec, PREFILL / bound);
+    return 0;
+}
+
+static int bench_preset(const char *name, double bw, double rate)
+{
+    eng_model_config c;
+    if (eng_model_config_preset(name, &c) != BI_OK) {
+        printf("unknown preset %s\n", name);
+        return 1;
+    }
+    char err[256];
+    eng_model *m;
+    eng_backend *b;
+    eng_kv_pool kv;
+    eng_forward *f;
+    double t0 = now_s();
+    if (eng_model_dummy(&c, 7, &m, err, sizeof err) != BI_OK) {
+        printf("%s: %s\n", name, err);
+        return 1;
+    }
+    int32_t n_pages = (int32_t)(sizeof pages / sizeof pages[0]);
+    if (eng_backend_cuda_create(0, &b) != BI_OK ||
+        eng_kv_pool_init_opt(&kv, c.n_layer, c.n_kv_head, c.head_dim, PAGE, n_pages, false) !=
+            BI_OK ||
+        eng_forward_create(m, b, &kv, PREFILL, &f) != BI_OK) {
+        printf("%s: cannot set up the CUDA backend\n", name);
+        return 1;
+    }
+    printf("%s: %.2fB parameters, ready in %.1f s\n", name, shape_of(&c).params / 1e9,
+           now_s() - t0);
+    eng_model_destroy(m); /* the device holds the weights now */
+    shape sh = shape_of(&c);
+    float *logits = malloc(sizeof(float) * (size_t)c.vocab_size * MAX_BATCH);
+    int rc = 0;
+    const int batches[] = {1, 8, 64, 256};
+    for (int i = 0; i < 4 && !rc; i++)
+        rc = bench_decode(f, &c, batches[i], bw, &sh, name, logits);
+    if (!rc)
+        rc = bench_prefill(f, &c, bw, rate, &sh, name, logits);
+    if (rc)
+        printf("%s: a forward step failed\n", name);
+    free(logits);
+    eng_forward_destroy(f);
+    eng_kv_pool_fini(&kv);
+    eng_backend_destroy(b);
+    return rc;
+}
+
+static void write_json(double bw, double rate, const char *device)
+{
+    const char *dir = getenv("OUT");
+    if (!dir)
+        return;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/bench_gpu.json", dir);
+    FILE *fp = fopen(path, "w");
+    if (!fp)
+        return;
+    fprintf(fp, "{\n \"device\": \"%s\",\n \"copy_bandwidth_GBps\": %.1f,\n", device, bw / 1e9);
+    fprintf(fp, " \"bf16_gemm_TFLOPs\": %.1f,\n \"results\": [\n", rate / 1e12);
+    for (int i = 0; i < n_results; i++)
+        fprintf(fp,
+                "  {\"preset\": \"%s\", \"kind\": \"%s\", \"batch\": %d, \"tok_s\": %.1f, "
+                "\"roofline_tok_s\": %.1f, \"fraction\": %.4f}%s\n",
+                results[i].preset, results[i].batch ? "decode" : "prefill",
+                results[i].batch ? results[i].batch : 1, results[i].tok_s, results[i].roof_tok_s,
+                results[i].tok_s / results[i].roof_tok_s, i + 1 < n_results ? "," : "");
+    fprintf(fp, " ]\n}\n");
+    fclose(fp);
+    printf("wrote %s\n", path);
+}
+
+int main(int argc, char **argv)
+{
+    char device[256];
+    if (krn_device_describe(0, device, sizeof device) != BI_OK) {
+        printf("bench_gpu: no CUDA device\n");
+        return 77;
+    }
+    bi_log_set_sink(bi_log_stderr_sink, NULL);
+    bi_log_set_level(BI_LOG_WARN);
+    const char *defaults[] = {"tinyllama-1.1b", "qwen3-0.6b", "llama3-8b"};
+    const char **presets = argc > 1 ? (const char **)argv + 1 : defaults;
+    int n = argc > 1 ? argc - 1 : 3;
+    double budget = getenv("BENCH_BUDGET_S") ? atof(getenv("BENCH_BUDGET_S")) : 300;
+    for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++)
+        pages[i] = (int32_t)i;
+    double start = now_s(), bw = copy_bandwidth(), rate = gemm_rate();
+    printf("%s\ncopy bandwidth %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s\n", device,
+           bw / 1e9, rate / 1e12);
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        if (now_s() - start > budget) {
+            printf("%s: skipped (budget of %.0f s spent)\n", presets[i], budget);
+            continue;
+        }
+        rc |= bench_preset(presets[i], bw, rate);
+    }
+    printf("\n== bench_gpu (%s; copy %.0f GB/s, GEMM %.0f TFLOP/s)\n", device, bw / 1e9,
+           rate / 1e12);
+    printf("%-16s %-8s %6s %12s %12s %7s\n", "model", "kind", "batch", "tok/s", "roofline", "frac");
+    for (int i = 0; i < n_results; i++)
+        printf("%-16s %-8s %6d %12.0f %12.0f %6.1f%%\n", results[i].preset,
+               results[i].batch ? "decode" : "prefill", results[i].batch ? results[i].batch : 1,
+               results[i].tok_s, results[i].roof_tok_s,
+               100.0 * results[i].tok_s / results[i].roof_tok_s);
+    write_json(bw, rate, device);
+    return rc;
+}

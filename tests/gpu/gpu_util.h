@@ -1,0 +1,164 @@
+/*
+ * gpu_util.h - helpers shared by the GPU test programs: the pass/fail/skip
+ * protocol (exit 0 / 1 / 77), fresh random inputs, host bf16 rounding and the
+ * error measures. Header-only (static functions) so that each test stays one
+ * plain program.
+ */
+#ifndef GPU_UTIL_H
+#define GPU_UTIL_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cuda_runtime_api.h>
+
+#include "common/log.h"
+#include "cuda/krn_smoke.h"
+
+#define GPU_SKIP 77
+
+static int gpu_failures;
+
+/* Records a failed check and goes on (so one run reports every failure). */
+#define EXPECT(cond, ...)                                                                          \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            printf("  FAIL %s:%d: ", __FILE__, __LINE__);                                          \
+            printf(__VA_ARGS__);                                                                   \
+            printf("\n");                                                                          \
+            gpu_failures++;                                                                        \
+        }                                                                                          \
+    } while (0)
+
+/* A CUDA call that must succeed for the test to go on. */
+#define CUDA_OR_DIE(call)                                                                          \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) {                                                                   \
+            printf("FAIL %s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));      \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+/* Prints the device, or exits 77 when there is none. Seeds rand() from the
+ * clock (fresh inputs every run; the seed is printed to replay a failure). */
+static inline void gpu_begin(const char *name)
+{
+    char desc[256];
+    if (krn_device_describe(0, desc, sizeof desc) != BI_OK) {
+        printf("SKIP %s: no CUDA device\n", name);
+        exit(GPU_SKIP);
+    }
+    unsigned seed = getenv("GPU_SEED") ? (unsigned)atoi(getenv("GPU_SEED")) : (unsigned)time(NULL);
+    srand(seed);
+    printf("%s on %s (seed %u)\n", name, desc, seed);
+    bi_log_set_sink(bi_log_stderr_sink, NULL);
+}
+
+static inline int gpu_end(const char *name)
+{
+    printf("%s %s (%d failed checks)\n", gpu_failures ? "FAIL" : "PASS", name, gpu_failures);
+    return gpu_failures ? 1 : 0;
+}
+
+static inline float frand(void)
+{
+    return (float)rand() / (float)RAND_MAX * 2.0f - 1.0f;
+}
+
+static inline void fill_rand(float *x, size_t n, float scale)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = frand() * scale;
+}
+
+/* bf16 round to nearest even, as __float2bfloat16_rn (finite inputs). */
+static inline uint16_t to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static inline float from_bf16(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* ||out - ref|| / ||ref||; INFINITY if out has a NaN or Inf (a poisoned
+ * element left unwritten reads as NaN). */
+static inline double rel_err(const float *out, const float *ref, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(out[i]))
+            return INFINITY;
+        double d = (double)out[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+/* max |got - ref| over max |ref| (the fixtures' logits measure). */
+static inline double scaled_err(const float *got, const float *ref, size_t n)
+{
+    double emax = 0, rmax = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i]))
+            return INFINITY;
+        double d = fabs((double)got[i] - ref[i]);
+        emax = d > emax ? d : emax;
+        rmax = fabs(ref[i]) > rmax ? fabs(ref[i]) : rmax;
+    }
+    return emax / (rmax > 0 ? rmax : 1);
+}
+
+static inline int argmax(const float *v, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best])
+            best = i;
+    return best;
+}
+
+/* (top1 - top2) / max |v|: how close the greedy choice is to a tie. */
+static inline double top_margin(const float *v, int n)
+{
+    int a = argmax(v, n);
+    float second = -INFINITY, mx = 0;
+    for (int i = 0; i < n; i++) {
+        if (i != a && v[i] > second)
+            second = v[i];
+        mx = fabsf(v[i]) > mx ? fabsf(v[i]) : mx;
+    }
+    return (v[a] - second) / (mx > 0 ? mx : 1);
+}
+
+/* Device buffer of n floats filled with NaN (0xFF bytes): poison. */
+static inline void *dev_poisoned(size_t bytes)
+{
+    void *p;
+    CUDA_OR_DIE(cudaMalloc(&p, bytes));
+    CUDA_OR_DIE(cudaMemset(p, 0xFF, bytes));
+    return p;
+}
+
+static inline void *dev_upload(const void *src, size_t bytes)
+{
+    void *p;
+    CUDA_OR_DIE(cudaMalloc(&p, bytes));
+    CUDA_OR_DIE(cudaMemcpy(p, src, bytes, cudaMemcpyHostToDevice));
+    return p;
+}
+
+#endif

@@ -1,0 +1,174 @@
+/*
+ * test_kernels.c - the elementwise, normalisation and GEMM launchers against
+ * CPU references (kernels/cpu and plain loops in double), on fresh random
+ * inputs with poisoned (NaN) outputs: bf16 outputs within 1e-2 relative
+ * error, fp32 outputs far tighter, no NaN (every element written). Bad sizes
+ * are refused. Attention and the KV write are checked through the backend in
+ * test_attention.c. Exit 0 pass, 1 fail, 77 no GPU.
+ */
+#include "gpu_util.h"
+
+#include "cpu/krn_cpu.h"
+#include "cuda/krn_elem.h"
+#include "cuda/krn_gemm.h"
+#include "cuda/krn_norm.h"
+
+/* Random values already representable in bf16, as floats and as bf16. */
+static void rand_bf16(float *f, uint16_t *h, size_t n, float scale)
+{
+    for (size_t i = 0; i < n; i++) {
+        h[i] = to_bf16(frand() * scale);
+        f[i] = from_bf16(h[i]);
+    }
+}
+
+static void download_bf16(float *dst, const void *dev, size_t n)
+{
+    uint16_t *h = malloc(n * sizeof *h);
+    CUDA_OR_DIE(cudaMemcpy(h, dev, n * sizeof *h, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < n; i++)
+        dst[i] = from_bf16(h[i]);
+    free(h);
+}
+
+static void check_embed(void)
+{
+    const int V = 1000, d = 200, n = 77;
+    float *tf = malloc(sizeof(float) * V * d), *ref = malloc(sizeof(float) * n * d),
+          *out = malloc(sizeof(float) * n * d);
+    uint16_t *th = malloc(2u * V * d);
+    int32_t tok[77];
+    rand_bf16(tf, th, (size_t)V * d, 1.0f);
+    for (int i = 0; i < n; i++) {
+        tok[i] = rand() % V;
+        memcpy(ref + (size_t)i * d, tf + (size_t)tok[i] * d, sizeof(float) * d);
+    }
+    void *dt = dev_upload(th, 2u * V * d), *dk = dev_upload(tok, sizeof tok);
+    float *dx = dev_poisoned(sizeof(float) * n * d);
+    EXPECT(krn_embed(dx, dt, dk, n, d, 0) == BI_OK, "embed launch");
+    CUDA_OR_DIE(cudaMemcpy(out, dx, sizeof(float) * n * d, cudaMemcpyDeviceToHost));
+    double e = rel_err(out, ref, (size_t)n * d);
+    printf("  embed            rel_err %.2e\n", e);
+    EXPECT(e == 0.0, "embed is a copy, got rel_err %.3e", e);
+    EXPECT(krn_embed(dx, dt, dk, -1, d, 0) == BI_INVALID_ARGUMENT, "negative n accepted");
+    cudaFree(dt), cudaFree(dk), cudaFree(dx);
+    free(tf), free(th), free(ref), free(out);
+}
+
+static void check_rmsnorm(void)
+{
+    const int M = 33, D = 896, R = 9;
+    float *x = malloc(sizeof(float) * M * D), *w = malloc(sizeof(float) * D),
+          *ref = malloc(sizeof(float) * M * D), *out = malloc(sizeof(float) * M * D);
+    int32_t rows[9];
+    fill_rand(x, (size_t)M * D, 3.0f);
+    fill_rand(w, D, 1.5f);
+    float *dx = dev_upload(x, sizeof(float) * M * D), *dw = dev_upload(w, sizeof(float) * D);
+    /* bf16 out, gathering rows */
+    for (int r = 0; r < R; r++) {
+        rows[r] = rand() % M;
+        krn_cpu_rmsnorm(ref + (size_t)r * D, x + (size_t)rows[r] * D, w, 1, D, 1e-5f);
+    }
+    int32_t *drows = dev_upload(rows, sizeof rows);
+    void *dy = dev_poisoned(2u * R * D);
+    EXPECT(krn_rmsnorm_bf16(dy, dx, drows, dw, R, D, 1e-5f, 0) == BI_OK, "rmsnorm launch");
+    download_bf16(out, dy, (size_t)R * D);
+    double e = rel_err(out, ref, (size_t)R * D);
+    printf("  rmsnorm bf16     rel_err %.2e\n", e);
+    EXPECT(e <= 1e-2, "rmsnorm bf16 rel_err %.3e", e);
+    /* fp32 in place (QK-norm) */
+    krn_cpu_rmsnorm(ref, x, w, M, D, 1e-6f);
+    EXPECT(krn_rmsnorm_f32(dx, dw, M, D, 1e-6f, 0) == BI_OK, "rmsnorm f32 launch");
+    CUDA_OR_DIE(cudaMemcpy(out, dx, sizeof(float) * M * D, cudaMemcpyDeviceToHost));
+    e = rel_err(out, ref, (size_t)M * D);
+    printf("  rmsnorm f32      rel_err %.2e\n", e);
+    EXPECT(e <= 1e-5, "rmsnorm f32 rel_err %.3e", e);
+    EXPECT(krn_rmsnorm_f32(dx, dw, M, 0, 1e-6f, 0) == BI_INVALID_ARGUMENT, "D = 0 accepted");
+    cudaFree(dx), cudaFree(dw), cudaFree(drows), cudaFree(dy);
+    free(x), free(w), free(ref), free(out);
+}
+
+static void check_gemm(cublasHandle_t h, int M, int N, int K, int with_bias)
+{
+    float *xf = malloc(sizeof(float) * M * K), *wf = malloc(sizeof(float) * N * K),
+          *b = malloc(sizeof(float) * N), *ref = malloc(sizeof(float) * M * N),
+          *out = malloc(sizeof(float) * M * N);
+    uint16_t *xh = malloc(2u * M * K), *wh = malloc(2u * N * K);
+    rand_bf16(xf, xh, (size_t)M * K, 1.0f);
+    rand_bf16(wf, wh, (size_t)N * K, 0.1f);
+    fill_rand(b, N, 1.0f);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = with_bias ? b[n] : 0.0;
+            for (int k = 0; k < K; k++)
+                s += (double)xf[(size_t)m * K + k] * wf[(size_t)n * K + k];
+            ref[(size_t)m * N + n] = (float)s;
+        }
+    void *dx = dev_upload(xh, 2u * M * K), *dw = dev_upload(wh, 2u * N * K);
+    float *db = dev_upload(b, sizeof(float) * N), *dy = dev_poisoned(sizeof(float) * M * N);
+    EXPECT(krn_gemm_bf16(h, dy, dx, dw, M, N, K) == BI_OK, "gemm");
+    if (with_bias)
+        EXPECT(krn_add_bias(dy, db, M, N, 0) == BI_OK, "bias");
+    CUDA_OR_DIE(cudaMemcpy(out, dy, sizeof(float) * M * N, cudaMemcpyDeviceToHost));
+    double e = rel_err(out, ref, (size_t)M * N);
+    printf("  gemm %4dx%4dx%4d%s rel_err %.2e\n", M, N, K, with_bias ? "+b" : "  ", e);
+    /* inputs are exact bf16 and accumulation fp32: far below the bf16 bound */
+    EXPECT(e <= 1e-4, "gemm %dx%dx%d rel_err %.3e", M, N, K, e);
+    cudaFree(dx), cudaFree(dw), cudaFree(db), cudaFree(dy);
+    free(xf), free(wf), free(b), free(ref), free(out), free(xh), free(wh);
+}
+
+static void check_elementwise(void)
+{
+    const size_t n = 1000003;
+    float *g = malloc(sizeof(float) * n), *u = malloc(sizeof(float) * n),
+          *ref = malloc(sizeof(float) * n), *out = malloc(sizeof(float) * n);
+    fill_rand(g, n, 4.0f);
+    fill_rand(u, n, 2.0f);
+    float *dg = dev_upload(g, sizeof(float) * n), *du = dev_upload(u, sizeof(float) * n);
+    void *dh = dev_poisoned(2 * n);
+    krn_cpu_silu_mul(ref, g, u, n);
+    EXPECT(krn_silu_mul(dh, dg, du, n, 0) == BI_OK, "silu_mul");
+    download_bf16(out, dh, n);
+    double e = rel_err(out, ref, n);
+    printf("  silu_mul         rel_err %.2e\n", e);
+    EXPECT(e <= 1e-2, "silu_mul rel_err %.3e", e);
+
+    for (size_t i = 0; i < n; i++)
+        ref[i] = g[i] + u[i];
+    EXPECT(krn_add(dg, du, n, 0) == BI_OK, "add");
+    CUDA_OR_DIE(cudaMemcpy(out, dg, sizeof(float) * n, cudaMemcpyDeviceToHost));
+    e = rel_err(out, ref, n);
+    printf("  add              rel_err %.2e\n", e);
+    EXPECT(e == 0.0, "add rel_err %.3e", e);
+
+    EXPECT(krn_f32_to_bf16(dh, du, n, 0) == BI_OK, "to bf16");
+    download_bf16(out, dh, n);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += out[i] != from_bf16(to_bf16(u[i]));
+    printf("  f32->bf16        %zu of %zu differ from round-to-nearest-even\n", bad, n);
+    EXPECT(bad == 0, "bf16 conversion differs in %zu elements", bad);
+    cudaFree(dg), cudaFree(du), cudaFree(dh);
+    free(g), free(u), free(ref), free(out);
+}
+
+int main(void)
+{
+    gpu_begin("test_kernels");
+    cublasHandle_t h;
+    if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) {
+        printf("FAIL cublasCreate\n");
+        return 1;
+    }
+    check_embed();
+    check_rmsnorm();
+    check_elementwise();
+    const int shapes[][3] = {{1, 2048, 2048}, {7, 320, 576}, {64, 5632, 2048}, {300, 64, 96}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        check_gemm(h, shapes[i][0], shapes[i][1], shapes[i][2], (int)(i & 1));
+    EXPECT(krn_gemm_bf16(h, NULL, NULL, NULL, 1, 0, 4) == BI_INVALID_ARGUMENT, "N = 0 accepted");
+    CUDA_OR_DIE(cudaDeviceSynchronize());
+    cublasDestroy(h);
+    return gpu_end("test_kernels");
+}
