@@ -210,8 +210,10 @@ void eng_catalog_delete(eng_catalog *c, eng_chunk *ch)
 
 void eng_kv_key(eng_reuse_mode mode, const uint8_t *prev, const eng_chunk_id *id, uint8_t out[32])
 {
+    /* A chunk computed alone at positions 0.. (INDEPENDENT) is the same KV as
+     * an EXACT chunk with nothing before it, so both share one key. */
     uint8_t buf[6 + 32 + 32] = {0};
-    memcpy(buf, mode == ENG_REUSE_EXACT ? "exact" : "indep", 5);
+    memcpy(buf, "chain", 5);
     if (mode == ENG_REUSE_EXACT && prev)
         memcpy(buf + 6, prev, 32);
     memcpy(buf + 38, id->b, 32);

@@ -3,9 +3,10 @@
  *
  * A chunk (eng_chunk) is registered content: namespace, role, token ids. Its
  * KV lives in KV variants (eng_kvent), each keyed by a 32-byte key:
- *   INDEPENDENT  key = H("indep", chunk id), computed at local positions
- *   EXACT        key = H("exact", previous key or zeros, chunk id), computed
- *                after the chunks before it in a composition
+ *   EXACT        key = H(previous key or zeros, chunk id), computed after
+ *                the chunks before it in a composition
+ *   INDEPENDENT  key = H(zeros, chunk id), computed alone at positions 0..:
+ *                the same KV as an EXACT chunk with nothing before it
  * A variant owns its pages (starting on a fresh page) once READY. Running
  * sequences hold `users` references on the variants they read; idle variants
  * of unpinned chunks are evicted least-recently-used first.
