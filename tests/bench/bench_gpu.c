@@ -257,7 +257,6 @@ static int bench_preset(const char *name, double bw, double rate)
     }
     printf("%s: %.2fB parameters, ready in %.1f s\n", name, shape_of(&c).params / 1e9,
            now_s() - t0);
-    eng_model_destroy(m); /* the device holds the weights now */
     shape sh = shape_of(&c);
     float *logits = malloc(sizeof(float) * (size_t)c.vocab_size * MAX_BATCH);
     int rc = 0;
@@ -272,6 +271,7 @@ static int bench_preset(const char *name, double bw, double rate)
     eng_forward_destroy(f);
     eng_kv_pool_fini(&kv);
     eng_backend_destroy(b);
+    eng_model_destroy(m); /* the forward pass reads its configuration until destroyed */
     return rc;
 }
 
