@@ -155,3 +155,15 @@ def main_guard(model):
     if not os.path.exists(model):
         print(f"SKIP: {model} missing (run deploy/fetch_model.sh)")
         sys.exit(77)
+
+
+def poll_some(conn, stream_id, ack=0, seconds=60):
+    """Polls until at least one event arrives (slow builds may take several
+    long polls for the first token); returns the reply."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        r = conn.ok("StreamNext", pb.StreamNextRequest(stream_id=stream_id, ack_seq=ack,
+                                                       max_wait_ms=10000))
+        if r.events:
+            return r
+    raise AssertionError(f"no event on stream {stream_id:x} in {seconds} s")

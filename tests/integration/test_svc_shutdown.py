@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 
-from svc_rpc import Conn, Server, main_guard, pb, stream_all
+from svc_rpc import Conn, Server, main_guard, pb, poll_some, stream_all
 
 braidd, model = sys.argv[1], sys.argv[2]
 main_guard(model)
@@ -28,8 +28,7 @@ srv = Server(braidd, *ARGS, "--grace", "20")
 try:
     c = Conn(srv.addr)
     sid = start_long(c, 24)
-    first = c.ok("StreamNext", pb.StreamNextRequest(stream_id=sid, max_wait_ms=10000))
-    assert first.events
+    first = poll_some(c, sid)
     srv.proc.send_signal(signal.SIGTERM)
     time.sleep(0.2)
     h = c.ok("Health", pb.HealthRequest())
@@ -58,8 +57,7 @@ srv = Server(braidd, *ARGS, "--grace", "0.5")
 try:
     c = Conn(srv.addr)
     sid = start_long(c, 1500)
-    r = c.ok("StreamNext", pb.StreamNextRequest(stream_id=sid, max_wait_ms=10000))
-    ack = r.events[-1].seq
+    ack = poll_some(c, sid).events[-1].seq
     t0 = time.time()
     srv.proc.send_signal(signal.SIGTERM)
     events = []
