@@ -67,6 +67,7 @@ static bi_status engine_start(const svc_config *cfg, eng_engine **out)
         .max_batch_tokens = cfg->max_batch_tokens,
         .max_ctx = cfg->max_ctx,
         .chat_format = cfg->chat_format,
+        .backend = cfg->backend ? cfg->backend : "auto",
         .progress = on_progress,
         .progress_user = &last,
     };

@@ -34,6 +34,9 @@ static const struct opt opts[] = {
     {"--dummy", "BRAID_DUMMY", OPT_STR, F(dummy_preset), "PRESET", 0, 0,
      "serve random weights of a preset shape (tinyllama-1.1b, qwen3-0.6b, llama3-8b, "
      "smollm2-135m; no tokenizer: token ids only) instead of --model"},
+    {"--backend", "BRAID_BACKEND", OPT_STR, F(backend), "NAME", 0, 0,
+     "auto (the GPU when the build has CUDA and a device is usable, else the CPU), cpu or "
+     "cuda. Default auto"},
     {"--threads", "BRAID_THREADS", OPT_INT, F(threads), "N", 0, 1024,
      "CPU threads for the engine; 0 = all cores. Default 0"},
     {"--kv-tokens", "BRAID_KV_TOKENS", OPT_INT, F(kv_tokens), "N", 0, 1 << 24,

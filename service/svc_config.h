@@ -30,6 +30,7 @@ typedef struct svc_config {
     int max_batch_tokens;
     int max_ctx;
     const char *chat_format; /* NULL = detected from the model */
+    const char *backend;     /* "auto" (NULL), "cpu" or "cuda" */
 
     /* service limits */
     int max_calls;        /* concurrent in-flight calls (nng contexts) */

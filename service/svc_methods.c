@@ -34,7 +34,7 @@
 
 static const char *backend_name(svc_server *s)
 {
-    return s->eng ? "cpu" : "none";
+    return s->eng ? eng_engine_backend_name(s->eng) : "none";
 }
 
 static void handle_health(svc_server *s, svc_call *c, const Braid__V1__RpcRequest *env,

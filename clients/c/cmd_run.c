@@ -19,7 +19,7 @@
 #define MAX_FILES 64
 
 typedef struct run_opts {
-    const char *model, *dummy, *system, *prompt, *chat_format;
+    const char *model, *dummy, *system, *prompt, *chat_format, *backend;
     const char *context[MAX_FILES];
     int n_context;
     const char *stops[16];
@@ -52,6 +52,7 @@ static void run_usage(FILE *f)
                "  --threads N           CPU threads (default: all)\n"
                "  --kv-tokens N         KV pool capacity in tokens (default 16384)\n"
                "  --chat-format NAME    override the detected chat template\n"
+            "  --backend NAME        auto (default: GPU if usable), cpu or cuda\n"
                "  --quiet               no log lines, just the answer and the summary\n");
 }
 
@@ -103,6 +104,7 @@ static int run_parse(int argc, char **argv, run_opts *o)
         STR("--system", o->system)
         STR("--prompt", o->prompt)
         STR("--chat-format", o->chat_format)
+        STR("--backend", o->backend)
         NUM("--max-tokens", 1, 1e6, o->max_tokens)
         NUM("--temperature", 0, 100, o->sp.temperature)
         NUM("--top-k", 0, 1e7, o->sp.top_k)
@@ -324,6 +326,7 @@ int braid_cmd_run(int argc, char **argv)
                       .n_threads = o.threads,
                       .kv_tokens = o.kv_tokens,
                       .chat_format = o.chat_format,
+                      .backend = o.backend ? o.backend : "auto",
                       .progress = o.quiet ? NULL : on_progress};
     char err[512];
     eng_engine *e;

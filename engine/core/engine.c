@@ -1446,6 +1446,11 @@ const struct eng_tokenizer *eng_engine_tokenizer(const eng_engine *e)
     return e->tok;
 }
 
+const char *eng_engine_backend_name(const eng_engine *e)
+{
+    return e->backend->ops->name;
+}
+
 eng_chat_format eng_engine_chat_format(const eng_engine *e)
 {
     return e->chat;

@@ -80,6 +80,8 @@ const eng_model_config *eng_engine_model(const eng_engine *e);
 /* The tokenizer, or NULL in dummy mode; valid for the engine's lifetime. */
 const struct eng_tokenizer *eng_engine_tokenizer(const eng_engine *e);
 eng_chat_format eng_engine_chat_format(const eng_engine *e);
+/* The backend in use: "cpu" or "cuda" (static string). */
+const char *eng_engine_backend_name(const eng_engine *e);
 
 /* --- chunks --- */
 
