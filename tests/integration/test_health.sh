@@ -32,7 +32,9 @@ grep -q -- '--max-calls' "$log.err"
 rm -f "$log.err"
 
 # --help documents every option.
-"$braidd" --help | grep -q BRAID_LISTEN
+"$braidd" --help >"$log.help"
+grep -q BRAID_LISTEN "$log.help"
+rm -f "$log.help"
 
 kill -TERM "$pid"
 wait "$pid"
