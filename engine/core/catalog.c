@@ -310,8 +310,7 @@ void eng_catalog_info(const eng_catalog *c, const eng_chunk *ch, eng_chunk_info 
     info->pinned = ch->pinned;
     info->hits = ch->hits;
     info->tokens_saved = ch->tokens_saved;
-    size_t page_bytes = eng_kv_page_bytes(c->pool->n_layer, c->pool->n_kv_head, c->pool->head_dim,
-                                          c->pool->page_size);
+    size_t page_bytes = eng_kv_page_bytes(c->pool);
     for (const eng_kvent *kv = ch->kvents; kv; kv = kv->next_of_chunk) {
         info->users += kv->users;
         if (kv->state == ENG_KVENT_READY)

@@ -1347,7 +1347,7 @@ static bi_status engine_setup(eng_engine *e, char *err, size_t err_size)
     eng_catalog_init(&e->cat, &e->pool);
     e->stats.page_size = page;
     e->stats.kv_pages_total = n_pages;
-    e->stats.kv_page_bytes = eng_kv_page_bytes(mc->n_layer, mc->n_kv_head, mc->head_dim, page);
+    e->stats.kv_page_bytes = eng_kv_page_bytes(&e->pool);
     return BI_OK;
 }
 

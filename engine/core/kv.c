@@ -6,9 +6,9 @@
 
 #include "common/alloc.h"
 
-size_t eng_kv_page_bytes(int n_layer, int n_kv_head, int head_dim, int page_size)
+size_t eng_kv_page_bytes(const eng_kv_pool *p)
 {
-    return (size_t)2 * n_layer * n_kv_head * head_dim * page_size * sizeof(float);
+    return (size_t)2 * p->n_layer * p->n_kv_head * p->head_dim * p->page_size * p->elem_bytes;
 }
 
 bi_status eng_kv_pool_init(eng_kv_pool *p, int n_layer, int n_kv_head, int head_dim, int page_size,
@@ -30,6 +30,7 @@ bi_status eng_kv_pool_init_opt(eng_kv_pool *p, int n_layer, int n_kv_head, int h
     p->n_kv_head = n_kv_head;
     p->head_dim = head_dim;
     p->page_size = page_size;
+    p->elem_bytes = host_kv ? (int)sizeof(float) : 2;
     p->n_pages = n_pages;
     if (host_kv) {
         p->k = bi_mallocarray(total, sizeof(float));

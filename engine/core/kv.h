@@ -29,6 +29,7 @@
 
 typedef struct eng_kv_pool {
     int n_layer, n_kv_head, head_dim, page_size;
+    int elem_bytes; /* bytes per K or V element: 4 (host fp32) or 2 (device bf16) */
     int32_t n_pages;
     float *k;          /* n_layer * n_pages * n_kv_head * page_size * head_dim; NULL when
                           the K/V live on a device */
@@ -43,13 +44,14 @@ typedef struct eng_kv_pool {
 bi_status eng_kv_pool_init(eng_kv_pool *p, int n_layer, int n_kv_head, int head_dim, int page_size,
                            int32_t n_pages);
 /* Same, with host K/V only when host_kv (pass the backend's host_kv): without
- * them the pool is page bookkeeping for a backend that stores K/V itself. */
+ * them the pool is page bookkeeping for a backend that stores K/V itself, as
+ * bf16 (the CUDA backend). */
 bi_status eng_kv_pool_init_opt(eng_kv_pool *p, int n_layer, int n_kv_head, int head_dim,
                                int page_size, int32_t n_pages, bool host_kv);
 void eng_kv_pool_fini(eng_kv_pool *p);
 
-/* Bytes one page takes over all layers (K and V). */
-size_t eng_kv_page_bytes(int n_layer, int n_kv_head, int head_dim, int page_size);
+/* Bytes one page takes over all layers (K and V), host or device. */
+size_t eng_kv_page_bytes(const eng_kv_pool *p);
 
 /* Takes n free pages (refcount 1 each) into ids. All or nothing: BI_KV_FULL
  * when fewer than n are free. */
