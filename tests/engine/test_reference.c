@@ -22,43 +22,13 @@
 
 #include <cjson/cJSON.h>
 
+#include "../common/test_files.h"
 #include "core/forward.h"
 #include "model/model.h"
 
 #ifndef BRAID_MODELS_DIR
 #define BRAID_MODELS_DIR "tests/fixtures/models"
 #endif
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    if (len)
-        *len = (size_t)n;
-    return buf;
-}
-
-static cJSON *load_json(const char *path)
-{
-    char *s = slurp(path, NULL);
-    if (!s)
-        return NULL;
-    cJSON *j = cJSON_Parse(s);
-    free(s);
-    return j;
-}
 
 typedef struct runner {
     eng_model *m;
@@ -136,14 +106,14 @@ static void check_case(const char *name, const char *model_rel, const char *expe
 {
     char path[4096], dir[4096];
     snprintf(path, sizeof path, "%s/%s", BRAID_MODELS_DIR, expected_rel);
-    cJSON *exp = load_json(path);
+    cJSON *exp = test_load_json(path);
     assert_non_null(exp);
     memcpy(dir, path, sizeof dir);
     *strrchr(dir, '/') = '\0';
     snprintf(path, sizeof path, "%.2000s/%.1000s", dir,
              cJSON_GetObjectItem(exp, "logits_file")->valuestring);
     size_t bytes;
-    float *logits = (float *)slurp(path, &bytes);
+    float *logits = (float *)test_slurp(path, &bytes);
     assert_non_null(logits);
     snprintf(path, sizeof path, "%s/%s", BRAID_MODELS_DIR, model_rel);
     runner r;
@@ -185,7 +155,7 @@ static void check_case(const char *name, const char *model_rel, const char *expe
         int32_t *ids = json_ids(cJSON_GetObjectItem(reuse, "ids"), &n);
         snprintf(path, sizeof path, "%.2000s/%.1000s", dir,
                  cJSON_GetObjectItem(reuse, "logits_file")->valuestring);
-        float *ref = (float *)slurp(path, NULL);
+        float *ref = (float *)test_slurp(path, NULL);
         /* The chunk's KV at local positions 0..n-1, once (pages 0..). */
         run(&r, NULL, 0, 0, 0, 0, ids, n, ENG_LOGITS_NONE, out);
         const cJSON *offs = cJSON_GetObjectItem(reuse, "offsets");
@@ -218,7 +188,7 @@ static void test_reference_all_cases(void **state)
     (void)state;
     char path[1024];
     snprintf(path, sizeof path, "%s/manifest.json", BRAID_MODELS_DIR);
-    cJSON *man = load_json(path);
+    cJSON *man = test_load_json(path);
     if (!man) {
         print_message("SKIP: %s missing (tests/fixtures/gen_fixtures.py makes it)\n", path);
         skip();

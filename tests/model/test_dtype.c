@@ -12,25 +12,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "../common/test_files.h"
 #include "model/dtype.h"
-
-static uint8_t *read_all(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *p = malloc((size_t)len);
-    if (p && fread(p, 1, (size_t)len, f) != (size_t)len) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    *n = (size_t)len;
-    return p;
-}
 
 static uint32_t u32_at(const uint8_t *p)
 {
@@ -96,7 +79,7 @@ static void test_dtype_dequant_matches_gguf(void **state)
 {
     (void)state;
     size_t size;
-    uint8_t *f = read_all(BRAID_QUANT_FIXTURE, &size);
+    uint8_t *f = (uint8_t *)test_slurp(BRAID_QUANT_FIXTURE, &size);
     assert_non_null(f);
     assert_true(size >= 12 && memcmp(f, "BQFX", 4) == 0);
     uint32_t n_cases = u32_at(f + 8), seen = 0;

@@ -18,36 +18,13 @@
 #include <cmocka.h>
 #include <cjson/cJSON.h>
 
+#include "../common/test_files.h"
+
 #include "common/alloc.h"
 #include "model/gguf.h"
 #include "tokenizer/tokenizer.h"
 
 #define FIX TOK_FIXTURES_DIR
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = 0;
-    fclose(f);
-    if (len)
-        *len = (size_t)n;
-    return buf;
-}
-
-static cJSON *load_json(const char *path)
-{
-    char *s = slurp(path, NULL);
-    cJSON *j = cJSON_Parse(s);
-    free(s);
-    assert_non_null(j);
-    return j;
-}
 
 /* Decodes a hex string into a new buffer. */
 static char *unhex(const char *hex, size_t *len)
@@ -97,7 +74,7 @@ static bool have_smollm2(void)
  * number of lines compared. */
 static int compare_ids(const eng_tokenizer *t, const char *fixture)
 {
-    cJSON *root = load_json(fixture), *line;
+    cJSON *root = test_load_json(fixture), *line;
     int compared = 0, line_no = 0;
     cJSON_ArrayForEach(line, cJSON_GetObjectItem(root, "lines"))
     {
@@ -187,7 +164,7 @@ static void test_tokenizer_smollm2_matches_hf(void **state)
     assert_false(eng_tokenizer_is_eog(t, eng_tokenizer_token_id(t, "<|im_start|>")));
     assert_non_null(strstr(eng_tokenizer_chat_template(t), "<|im_start|>"));
     /* the rendered chat encodes as HF encodes it */
-    cJSON *root = load_json(FIX "/smollm2_ids.json");
+    cJSON *root = test_load_json(FIX "/smollm2_ids.json");
     cJSON *chat = cJSON_GetObjectItem(root, "chat");
     const char *text = cJSON_GetObjectItem(chat, "chatml")->valuestring;
     cJSON *want = cJSON_GetObjectItem(chat, "chatml_ids");
@@ -225,7 +202,7 @@ static bool valid_utf8(const char *s, size_t n)
 /* decode(encode(x)) == x for every valid line, streaming one token at a time. */
 static void roundtrip(const eng_tokenizer *t)
 {
-    cJSON *corpus = load_json(FIX "/corpus.json"), *e;
+    cJSON *corpus = test_load_json(FIX "/corpus.json"), *e;
     int checked = 0;
     cJSON_ArrayForEach(e, corpus)
     {
