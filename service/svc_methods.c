@@ -340,6 +340,7 @@ static void handle_stats(svc_server *s, svc_call *c, const Braid__V1__RpcRequest
     reply->generated_tokens = es.generated_tokens;
     reply->steps = es.steps;
     reply->evictions = es.evictions;
+    reply->preemptions = es.preemptions;
     reply->open_streams = (uint32_t)s->streams.n;
     reply->calls_in_flight = (uint32_t)s->calls_in_flight;
     reply->uptime_ms = uv_now(s->loop) - s->start_ms;

@@ -910,6 +910,31 @@ static bi_status seq_reserve(eng_engine *e, eng_seq *s, int32_t n)
     return st;
 }
 
+/* Frees the tail pages of the newest running request after r that is not in
+ * this step (r itself when none is and r may give up its own), so it will
+ * recompute its tail later: preemption instead of failure when the pool is
+ * full. Its chunk levels stay held. Returns whether pages were freed. */
+static bool preempt_newer(eng_engine *e, eng_req *r, bool self_ok)
+{
+    eng_req *victim = NULL;
+    for (eng_req *q = r->next; q; q = q->next)
+        if (q->state != REQ_FINISHED && !q->seq.step_n && q->seq.n_pages > 0)
+            victim = q;
+    if (!victim && self_ok && r->seq.n_pages > 0)
+        victim = r;
+    if (!victim)
+        return false;
+    eng_seq *s = &victim->seq;
+    BI_LOGD(victim->rid[0] ? victim->rid : NULL,
+            "preempting generation %llu: %d pages freed, %d tokens to recompute",
+            (unsigned long long)victim->id, s->n_pages, s->done);
+    eng_kv_unref(&e->pool, s->pages, s->n_pages);
+    s->n_pages = 0;
+    s->done = 0;
+    e->stats.preemptions++;
+    return true;
+}
+
 /* Adds n tokens of s to the step. */
 static void step_add(eng_engine *e, eng_seq *s, int32_t n, int *n_seqs, int32_t *n_tokens)
 {
@@ -966,7 +991,11 @@ static void step_build(eng_engine *e, int *n_seqs, int32_t *n_tokens, eng_req **
             if (n <= 0)
                 continue;
             bi_status st = seq_reserve(e, s, n);
-            if (st == BI_KV_FULL && (decode || !e->running->next)) {
+            while (st == BI_KV_FULL && preempt_newer(e, r, false))
+                st = seq_reserve(e, s, n);
+            if (st == BI_KV_FULL && decode && preempt_newer(e, r, true))
+                continue; /* r gave up its pages: it recomputes when there is room */
+            if (st == BI_KV_FULL && !e->running->next) {
                 req_fail(r, ENG_FINISH_ERROR, BI_RESOURCE_EXHAUSTED,
                          "the KV pool is full (no idle chunk left to evict)");
                 r->state = REQ_FINISHED;

@@ -211,6 +211,7 @@ typedef struct eng_stats {
     int running, queued;
     uint64_t generations, prompt_tokens, cached_tokens, generated_tokens, steps;
     uint64_t evictions;
+    uint64_t preemptions; /* running generations that gave up their pages to recompute later */
 } eng_stats;
 
 bi_status eng_stats_get(eng_engine *e, eng_stats *out);

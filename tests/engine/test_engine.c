@@ -364,6 +364,51 @@ static void test_engine_bad_requests(void **state)
     assert_int_equal(c.finals, 0);
 }
 
+/* Two generations that together need more pages than the pool has: the newer
+ * one is preempted (its tail recomputed later) instead of failing, and both
+ * produce exactly the tokens they produce alone. */
+static void test_engine_preempts_when_pool_full(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    eng_config cfg = {.model_path = BRAID_SMOLLM2_GGUF, .n_threads = 2, .kv_tokens = 160,
+                      .page_size = 16};
+    char err[512];
+    eng_engine *small;
+    assert_int_equal(eng_engine_create(&cfg, &small, err, sizeof err), BI_OK);
+    eng_engine *saved = engine;
+    engine = small;
+    eng_part pa[] = {text_part(ENG_ROLE_USER, "List the planets of the solar system.")};
+    eng_part pb[] = {text_part(ENG_ROLE_USER, "Name some famous painters.")};
+    eng_gen_params a, b;
+    greedy(&a, pa, 1, 90);
+    greedy(&b, pb, 1, 90);
+    a.ignore_eos = b.ignore_eos = true;
+    collect ra, rb, ca, cb;
+    run(&a, &ra); /* alone */
+    run(&b, &rb);
+    collect_init(&ca);
+    collect_init(&cb);
+    uint64_t ia, ib;
+    assert_int_equal(eng_generate(small, &a, on_event, &ca, &ia, err, sizeof err), BI_OK);
+    assert_int_equal(eng_generate(small, &b, on_event, &cb, &ib, err, sizeof err), BI_OK);
+    collect_wait(&ca);
+    collect_wait(&cb);
+    eng_stats st;
+    eng_stats_get(small, &st);
+    print_message("preemptions %llu; statuses %d %d\n", (unsigned long long)st.preemptions,
+                  ca.status, cb.status);
+    assert_int_equal(ca.status, BI_OK);
+    assert_int_equal(cb.status, BI_OK);
+    assert_true(st.preemptions > 0);
+    assert_int_equal(ca.n_tokens, ra.n_tokens);
+    assert_memory_equal(ca.tokens, ra.tokens, (size_t)ra.n_tokens * sizeof(int32_t));
+    assert_int_equal(cb.n_tokens, rb.n_tokens);
+    assert_memory_equal(cb.tokens, rb.tokens, (size_t)rb.n_tokens * sizeof(int32_t));
+    engine = saved;
+    eng_engine_destroy(small);
+}
+
 /* Seeded sampling repeats itself; logprobs and stop strings reach the events. */
 static void test_engine_sampling_seed_logprobs_stop(void **state)
 {
@@ -458,6 +503,7 @@ int main(void)
         cmocka_unit_test(test_engine_bad_requests),
         cmocka_unit_test(test_engine_evicts_idle_chunks),
         cmocka_unit_test(test_engine_sampling_seed_logprobs_stop),
+        cmocka_unit_test(test_engine_preempts_when_pool_full),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -200,6 +200,7 @@ class Stats:
     open_streams: int = 0
     calls_in_flight: int = 0
     uptime_ms: int = 0
+    preemptions: int = 0
 
 
 @dataclass(frozen=True)
