@@ -69,13 +69,38 @@ const char *braid_last_error(void);
 /* Frees anything this library documents as "free with braid_free"; NULL is fine. */
 void braid_free(void *p);
 
-/* Connects to a braidd at url (tcp://HOST:PORT or ipc:///PATH). The dial is
+/* Connects to a braidd at url (tcp://HOST:PORT or ipc:///PATH; tls+tcp://
+ * needs braid_client_create_opts and a CA file). The dial is
  * non-blocking: a server that is not up yet is redialled, and calls fail with
  * BRAID_UNAVAILABLE once timeout_ms passes. timeout_ms <= 0 means 30 s; it is
  * the limit of each unary call and, on a stream, how long polls may keep
  * failing in a row before braid_stream_next gives up.
  * The caller frees *out with braid_client_destroy. */
 braid_status braid_client_create(const char *url, int timeout_ms, braid_client **out);
+
+/* Options of braid_client_create_opts. Zero-initialise and set what you need;
+ * the strings are read during the create call only. */
+typedef struct braid_client_opts {
+    int timeout_ms;   /* as braid_client_create's; <= 0: 30 s */
+    int poll_wait_ms; /* as braid_client_set_poll_wait; <= 0: 10000 ms */
+    /* tls+tcp:// only, and required there: a PEM file of the CA certificate(s)
+     * the server's certificate must chain to. There is no unverified mode. */
+    const char *tls_ca_file;
+    /* The name the server's certificate must be issued to; NULL: the URL's
+     * host. mbedtls 2.x matches DNS names only (not IP address entries), so
+     * for tls+tcp://127.0.0.1:PORT name a DNS entry of the certificate here. */
+    const char *tls_server_name;
+} braid_client_opts;
+
+/* braid_client_create with options (opts may be NULL: all defaults). For a
+ * tls+tcp:// url the outcome of the first TLS handshake is awaited (up to the
+ * timeout): a server certificate that tls_ca_file does not vouch for, or that
+ * is not issued to the server name, fails here with BRAID_UNAVAILABLE and a
+ * message saying so. A server not up yet is redialled as for any url. TLS
+ * options with a url that is not tls+tcp:// are BRAID_INVALID_ARGUMENT, so that
+ * nobody believes a plain connection is protected. */
+braid_status braid_client_create_opts(const char *url, const braid_client_opts *opts,
+                                      braid_client **out);
 
 /* Closes the connection and frees the client; NULL is fine. Every stream
  * opened on it must be closed first. */

@@ -11,7 +11,7 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage: braid [--address URL] [--timeout MS] COMMAND [options]\n\n"
+    fprintf(f, "Usage: braid [--address URL] [--timeout MS] [--tls-ca FILE] COMMAND [options]\n\n"
                "The client of braidd, the Braidinfer service.\n\n"
                "Commands (each has --help):\n"
                "  generate    stream an answer composed of chunks, context files and a prompt\n"
@@ -24,6 +24,11 @@ static void usage(FILE *f)
                "Options:\n"
                "  --address URL   braidd address (default " DEFAULT_ADDRESS ", env BRAID_ADDRESS)\n"
                "  --timeout MS    per-call timeout in milliseconds (default 30000)\n"
+               "  --tls-ca FILE   PEM CA certificate(s) that a tls+tcp:// braidd's certificate\n"
+               "                  must chain to; required for tls+tcp:// (env BRAID_TLS_CA)\n"
+               "  --tls-server-name NAME\n"
+               "                  name the certificate must be issued to (default: the\n"
+               "                  address's host; env BRAID_TLS_SERVER_NAME)\n"
                "  --help          print this help\n\n"
                "Example:\n"
                "  braid chunk add notes.txt\n"
@@ -59,7 +64,9 @@ static const struct {
 int main(int argc, char **argv)
 {
     const char *addr = getenv("BRAID_ADDRESS");
-    int timeout_ms = 30000;
+    braid_client_opts opts = {.timeout_ms = 30000,
+                              .tls_ca_file = getenv("BRAID_TLS_CA"),
+                              .tls_server_name = getenv("BRAID_TLS_SERVER_NAME")};
     int i = 1;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         char *end;
@@ -74,7 +81,11 @@ int main(int argc, char **argv)
                 fprintf(stderr, "braid: --timeout needs milliseconds (1..86400000)\n");
                 return 2;
             }
-            timeout_ms = (int)v;
+            opts.timeout_ms = (int)v;
+        } else if (strcmp(argv[i], "--tls-ca") == 0 && i + 1 < argc) {
+            opts.tls_ca_file = argv[++i];
+        } else if (strcmp(argv[i], "--tls-server-name") == 0 && i + 1 < argc) {
+            opts.tls_server_name = argv[++i];
         } else {
             fprintf(stderr, "braid: unknown or incomplete option '%s'\n\n", argv[i]);
             usage(stderr);
@@ -92,7 +103,7 @@ int main(int argc, char **argv)
         if (strcmp(cmd, commands[k].name) != 0)
             continue;
         braid_client *c;
-        braid_status st = braid_client_create(addr ? addr : DEFAULT_ADDRESS, timeout_ms, &c);
+        braid_status st = braid_client_create_opts(addr ? addr : DEFAULT_ADDRESS, &opts, &c);
         if (st != BRAID_OK)
             return cli_fail(cmd, "cannot connect", st);
         int rc = commands[k].fn(c, argc - i - 1, argv + i + 1);

@@ -171,7 +171,7 @@ char *cli_read_text(const char *cmd, const char *path)
 int cli_fail(const char *cmd, const char *what, braid_status st)
 {
     const char *hint = "";
-    if (st == BRAID_UNAVAILABLE)
+    if (st == BRAID_UNAVAILABLE && !strstr(braid_last_error(), "handshake"))
         hint = "\n  is braidd running? start it with `braidd --listen URL --model PATH` and pass "
                "--address URL (or set BRAID_ADDRESS)";
     else if (st == BRAID_NOT_FOUND)

@@ -7,6 +7,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
 
 #include "client_internal.h"
 #include "common/alloc.h"
@@ -46,17 +47,149 @@ void braid_free(void *p)
     bi_free(p);
 }
 
-braid_status braid_client_create(const char *url, int timeout_ms, braid_client **out)
+/* How the client's connection attempts ended so far, from nng's statistics of
+ * its dialer. Returns false (all zero) when nng keeps no statistics. */
+typedef struct dial_counts {
+    uint64_t connect, refused, auth, dropped;
+} dial_counts;
+
+static bool dial_counts_get(const braid_client *c, dial_counts *n)
 {
+    nng_stat *all = NULL, *d;
+    memset(n, 0, sizeof *n);
+    if (nng_stats_get(&all) != 0)
+        return false;
+    if ((d = nng_stat_find_dialer(all, c->dialer)) != NULL) {
+        for (nng_stat *st = nng_stat_child(d); st; st = nng_stat_next(st)) {
+            const char *name = nng_stat_name(st);
+            uint64_t v = nng_stat_value(st);
+            if (strcmp(name, "connect") == 0)
+                n->connect = v;
+            else if (strcmp(name, "refused") == 0)
+                n->refused = v;
+            else if (strcmp(name, "auth") == 0)
+                n->auth = v;
+            else if (strcmp(name, "proto") == 0 || strcmp(name, "other") == 0 ||
+                     strcmp(name, "disconnect") == 0)
+                n->dropped += v;
+        }
+    }
+    nng_stats_free(all);
+    return d != NULL;
+}
+
+/* Why calls may get no reply, as far as the dialer's counters tell. */
+static const char *dial_hint(const braid_client *c, char *buf, size_t size)
+{
+    dial_counts n;
+    dial_counts_get(c, &n);
+    if (n.auth && !n.connect)
+        snprintf(buf, size,
+                 "the TLS handshake failed: the server's certificate is not signed by a CA in "
+                 "the CA file or not issued to the server name (%s%s)",
+                 c->tls_desc,
+                 c->tls_name_is_ip ? "; an IP address never matches: name a DNS entry of the "
+                                     "certificate"
+                                   : "");
+    else if (n.dropped && !n.connect)
+        snprintf(buf, size,
+                 "the server drops the connection during the handshake: a tls+tcp:// "
+                 "listener dialled as tcp://, or the reverse?");
+    else if (n.refused)
+        snprintf(buf, size, "connection refused: is braidd running at that address?");
+    else
+        snprintf(buf, size, "is it running at that address? try `braid health`");
+    return buf;
+}
+
+/* The dialer's TLS configuration: verify the server against the CA file under
+ * the server name (the URL's host unless given). */
+static braid_status tls_setup(braid_client *c, const char *url, const braid_client_opts *o)
+{
+    nng_url *u = NULL;
+    int rv;
+    if (!o->tls_ca_file)
+        return braid__error(BRAID_INVALID_ARGUMENT,
+                            "a tls+tcp:// address needs a CA file to verify the server "
+                            "(tls_ca_file; braid --tls-ca FILE)");
+    if ((rv = nng_url_parse(&u, url)) != 0)
+        return braid__error(BRAID_INVALID_ARGUMENT, "cannot parse '%s': %s", url, nng_strerror(rv));
+    const char *name = o->tls_server_name ? o->tls_server_name : u->u_hostname;
+    snprintf(c->tls_desc, sizeof c->tls_desc, "CA file %s, server name '%s'", o->tls_ca_file, name);
+    c->tls_name_is_ip = strspn(name, "0123456789.") == strlen(name) || strchr(name, ':');
+    braid_status st = BRAID_OK;
+    if ((rv = nng_tls_config_alloc(&c->tls, NNG_TLS_MODE_CLIENT)) != 0)
+        st = braid__error(BRAID_UNIMPLEMENTED, "TLS is not available in this nng: %s",
+                          nng_strerror(rv));
+    else if ((rv = nng_tls_config_ca_file(c->tls, o->tls_ca_file)) != 0)
+        st = braid__error(BRAID_INVALID_ARGUMENT, "cannot load the CA file %s: %s (want PEM)",
+                          o->tls_ca_file, nng_strerror(rv));
+    else if ((rv = nng_tls_config_server_name(c->tls, name)) != 0 ||
+             (rv = nng_tls_config_auth_mode(c->tls, NNG_TLS_AUTH_MODE_REQUIRED)) != 0 ||
+             (rv = nng_dialer_set_ptr(c->dialer, NNG_OPT_TLS_CONFIG, c->tls)) != 0)
+        st = braid__error(BRAID_INTERNAL, "cannot configure TLS: %s", nng_strerror(rv));
+    nng_url_free(u);
+    return st;
+}
+
+/* tls+tcp://: waits (up to the timeout) for the first handshake to end, so
+ * that a certificate the CA file does not vouch for is reported here rather
+ * than as calls that time out. A refused connection is left to the redialler. */
+static braid_status tls_first_dial(braid_client *c)
+{
+    dial_counts n;
+    for (int waited = 0; waited < c->timeout_ms && dial_counts_get(c, &n); waited += 5) {
+        if (n.auth && !n.connect) {
+            char hint[512];
+            return braid__error(BRAID_UNAVAILABLE, "cannot connect securely: %s",
+                                dial_hint(c, hint, sizeof hint));
+        }
+        if (n.connect || n.refused || n.dropped)
+            break;
+        nng_msleep(5);
+    }
+    return BRAID_OK;
+}
+
+static braid_status client_dial(braid_client *c, const char *url, const braid_client_opts *o)
+{
+    int rv;
+    bool tls = strncmp(url, "tls+", 4) == 0;
+    if (!tls && (o->tls_ca_file || o->tls_server_name))
+        return braid__error(BRAID_INVALID_ARGUMENT,
+                            "TLS options given for '%s', which is not a tls+tcp:// address", url);
+    if ((rv = nng_dialer_create(&c->dialer, c->sock, url)) != 0)
+        return braid__error(BRAID_INVALID_ARGUMENT,
+                            "cannot dial '%s': %s (use tcp://HOST:PORT, ipc:///PATH or "
+                            "tls+tcp://HOST:PORT)",
+                            url, nng_strerror(rv));
+    braid_status st;
+    if (tls && (st = tls_setup(c, url, o)) != BRAID_OK)
+        return st;
+    if ((rv = nng_dialer_start(c->dialer, NNG_FLAG_NONBLOCK)) != 0)
+        return braid__error(BRAID_INVALID_ARGUMENT, "cannot dial '%s': %s", url, nng_strerror(rv));
+    return tls ? tls_first_dial(c) : BRAID_OK;
+}
+
+braid_status braid_client_create_opts(const char *url, const braid_client_opts *opts,
+                                      braid_client **out)
+{
+    braid_client_opts o = opts ? *opts : (braid_client_opts){0};
+    if (o.tls_ca_file && !*o.tls_ca_file)
+        o.tls_ca_file = NULL; /* "" as from an empty environment variable: not given */
+    if (o.tls_server_name && !*o.tls_server_name)
+        o.tls_server_name = NULL;
     int rv;
     last_error[0] = '\0';
     if (!url || !out)
         return braid__error(BRAID_INVALID_ARGUMENT, "url and out are required");
+    if (o.poll_wait_ms > 600000)
+        return braid__error(BRAID_INVALID_ARGUMENT, "poll wait must be 1..600000 ms");
     braid_client *c = bi_calloc(1, sizeof *c);
     if (!c)
         return braid__error(BRAID_RESOURCE_EXHAUSTED, "out of memory");
-    c->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
-    c->poll_wait_ms = DEFAULT_POLL_WAIT_MS;
+    c->timeout_ms = o.timeout_ms > 0 ? o.timeout_ms : DEFAULT_TIMEOUT_MS;
+    c->poll_wait_ms = o.poll_wait_ms > 0 ? o.poll_wait_ms : DEFAULT_POLL_WAIT_MS;
     atomic_init(&c->next_call_id, 1);
     if ((rv = nng_req0_open(&c->sock)) != 0) {
         bi_free(c);
@@ -65,15 +198,19 @@ braid_status braid_client_create(const char *url, int timeout_ms, braid_client *
     nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 50);
     nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 1000);
     nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, 0); /* replies may be large (chunk text) */
-    if ((rv = nng_dial(c->sock, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
-        nng_close(c->sock);
-        bi_free(c);
-        return braid__error(BRAID_INVALID_ARGUMENT,
-                            "cannot dial '%s': %s (use tcp://HOST:PORT or ipc:///PATH)", url,
-                            nng_strerror(rv));
+    braid_status st = client_dial(c, url, &o);
+    if (st != BRAID_OK) {
+        braid_client_destroy(c);
+        return st;
     }
     *out = c;
     return BRAID_OK;
+}
+
+braid_status braid_client_create(const char *url, int timeout_ms, braid_client **out)
+{
+    braid_client_opts o = {.timeout_ms = timeout_ms};
+    return braid_client_create_opts(url, &o, out);
 }
 
 void braid_client_destroy(braid_client *c)
@@ -81,6 +218,8 @@ void braid_client_destroy(braid_client *c)
     if (!c)
         return;
     nng_close(c->sock);
+    if (c->tls)
+        nng_tls_config_free(c->tls);
     bi_free(c);
 }
 
@@ -182,10 +321,10 @@ braid_status braid__call(braid_client *c, const char *method, const ProtobufCMes
         if (transport)
             *transport = rv == NNG_ETIMEDOUT || rv == NNG_ECONNRESET || rv == NNG_ECONNREFUSED ||
                          rv == NNG_ECONNSHUT || rv == NNG_ECLOSED;
+        char hint[512];
         st = braid__error(rv == NNG_ETIMEDOUT ? BRAID_UNAVAILABLE : BRAID_UNKNOWN,
-                          "%s: no reply from braidd within %d ms: %s (is it running at that "
-                          "address? try `braid health`)",
-                          method, timeout_ms, nng_strerror(rv));
+                          "%s: no reply from braidd within %d ms: %s (%s)", method, timeout_ms,
+                          nng_strerror(rv), dial_hint(c, hint, sizeof hint));
         goto out;
     }
     st = unpack_reply(nng_aio_get_msg(aio), call_id, method, type, payload_out);

@@ -10,12 +10,17 @@
 #include <stdbool.h>
 
 #include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
 
 #include "braid.h"
 #include "braid.pb-c.h"
 
 struct braid_client {
     nng_socket sock;
+    nng_dialer dialer;
+    nng_tls_config *tls; /* tls+tcp:// only; the dialer holds its own reference too */
+    char tls_desc[320];  /* "CA FILE, server name NAME" for messages */
+    bool tls_name_is_ip; /* mbedtls 2.x matches DNS names only: worth a hint */
     int timeout_ms;
     int poll_wait_ms;
     atomic_ullong next_call_id;

@@ -88,8 +88,11 @@ class ClientBase:
         poll_wait: float = DEFAULT_POLL_WAIT,
         max_message: int = DEFAULT_MAX_MESSAGE,
         tls_config: Optional[Any] = None,
+        tls_ca_file: Optional[str] = None,
+        tls_server_name: Optional[str] = None,
     ) -> None:
-        self._t = Transport(address, timeout, poll_wait, max_message, tls_config)
+        self._t = Transport(address, timeout, poll_wait, max_message, tls_config, tls_ca_file,
+                            tls_server_name)
 
     @property
     def address(self) -> str:

@@ -14,8 +14,10 @@ returns the same events).
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
 import pynng
 from pynng._nng import lib  # the per-context timeout options have no pynng wrapper
@@ -46,11 +48,18 @@ class Transport:
         poll_wait: float,
         max_message: int = DEFAULT_MAX_MESSAGE,
         tls_config: Optional[Any] = None,
+        tls_ca_file: Optional[str] = None,
+        tls_server_name: Optional[str] = None,
     ) -> None:
         if not isinstance(address, str) or "://" not in address:
             raise InvalidArgument(f"address must be a URL such as tcp://127.0.0.1:7411, not {address!r}")
         if not timeout > 0 or not poll_wait > 0:
             raise InvalidArgument("timeout and poll_wait must be positive")
+        if tls_config is None:
+            tls_config = _tls_config(address, tls_ca_file, tls_server_name)
+        elif tls_ca_file is not None or tls_server_name is not None:
+            raise InvalidArgument("give tls_config or tls_ca_file/tls_server_name, not both")
+        self._tls = tls_ca_file, tls_server_name
         self.address = address
         self.timeout = float(timeout)
         self.poll_wait = float(poll_wait)
@@ -75,7 +84,18 @@ class Transport:
             self._sock.dial(address, block=None)
         except pynng.NNGException as e:
             self._sock.close()
-            raise Unavailable(f"cannot dial {address}: {e}") from None
+            raise Unavailable(f"cannot dial {address}: {e}{self._dial_hint(e)}") from None
+
+    def _dial_hint(self, e: pynng.NNGException) -> str:
+        """What a failed dial most likely means, for the error message."""
+        if isinstance(e, (pynng.CryptoError, pynng.AuthenticationError)) and self._tls[0]:
+            return (f" (the TLS handshake failed: the server's certificate is not signed by a CA "
+                    f"in {self._tls[0]} or not issued to {self._tls[1] or _host(self.address)!r})")
+        if e.errno in (lib.NNG_ECONNSHUT, lib.NNG_ECONNRESET, lib.NNG_ECONNABORTED,
+                       lib.NNG_EPROTO, lib.NNG_ECRYPTO):
+            return (" (the server dropped the connection during the handshake: a tls+tcp:// "
+                    "listener dialled as tcp://, or the reverse?)")
+        return ""
 
     @property
     def closed(self) -> bool:
@@ -146,6 +166,30 @@ class Transport:
         if not self._closed:
             self._closed = True
             self._sock.close()
+
+
+def _host(address: str) -> str:
+    return urlsplit(address).hostname or ""
+
+
+def _tls_config(address: str, ca_file: Optional[str], server_name: Optional[str]) -> Optional[Any]:
+    """The client TLS configuration for a tls+tcp:// address: the server's certificate
+    must chain to a CA in ca_file and be issued to server_name (default: the
+    address's host). There is no unverified mode; None for other addresses."""
+    if not address.startswith("tls+"):
+        if ca_file is not None or server_name is not None:
+            raise InvalidArgument(f"TLS options given for {address!r}, which is not a tls+tcp:// address")
+        return None
+    if not ca_file:
+        raise InvalidArgument("a tls+tcp:// address needs tls_ca_file (PEM) to verify the server")
+    if not os.path.isfile(ca_file):
+        raise InvalidArgument(f"tls_ca_file {ca_file!r} is not a readable file")
+    return pynng.TLSConfig(
+        pynng.TLSConfig.MODE_CLIENT,
+        server_name=server_name or _host(address),
+        ca_files=[ca_file],
+        auth_mode=pynng.TLSConfig.AUTH_MODE_REQUIRED,
+    )
 
 
 def _close_quietly(ctx: pynng.Context) -> None:

@@ -30,6 +30,12 @@ class Client(ClientBase):
     lost or repeated) for ``timeout`` seconds before it gives up. ``poll_wait``
     is how long one StreamNext long poll waits on the server for a new event.
 
+    TLS: ``Client("tls+tcp://HOST:PORT", tls_ca_file="ca.pem")`` verifies the
+    server's certificate against the CA(s) in that PEM file and the host name
+    of the address (or ``tls_server_name``); a tls+tcp:// address without a CA
+    file is refused, and a certificate that does not verify raises Unavailable
+    here, at construction. ``tls_config`` (a pynng.TLSConfig) replaces both.
+
     The client is thread-safe: each call uses its own nng context, so many
     threads can run calls and iterate streams on one Client at once. Use it as
     a context manager, or call close().
