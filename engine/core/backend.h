@@ -127,6 +127,21 @@ typedef struct eng_backend_ops {
                    int vocab, int d);
     /* Waits for the step; the first error of the step, or BI_OK. */
     bi_status (*finish)(eng_backend *b);
+
+    /* --- optional fusions: NULL where a backend has none, and the forward
+     * pass then calls the ops above instead. Each computes exactly what the
+     * sequence of ops it names computes. --- */
+    /* matmul(q, x, wq, bq), matmul(k, x, wk, bk), matmul(v, x, wv, bv): q
+     * [M][qd], k and v [M][kvd], x [M][K]. */
+    void (*qkv)(eng_backend *b, eng_act *q, eng_act *k, eng_act *v, const eng_act *x,
+                const eng_wlayer *w, int M, int qd, int kvd, int K);
+    /* out (IN) [M][ff] = silu(x . w_gate^T) * (x . w_up^T); gate and up (F32
+     * [M][ff]) may be used as scratch and are left undefined. */
+    void (*mlp_in)(eng_backend *b, eng_act *out, eng_act *gate, eng_act *up, const eng_act *x,
+                   const eng_wt *w_gate, const eng_wt *w_up, int M, int ff, int K);
+    /* add(x, y, M * D), then rmsnorm(h, x, w, M, D, eps). */
+    void (*add_rmsnorm)(eng_backend *b, eng_act *h, eng_act *x, const eng_act *y, const eng_wt *w,
+                        int M, int D, float eps);
 } eng_backend_ops;
 
 struct eng_backend {

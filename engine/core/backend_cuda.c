@@ -8,12 +8,24 @@
  * allocation and allocates K and V for the bound pool, with the pool's page
  * ids. begin() packs the step's plan (tokens, positions, tail slots, segment
  * tables, page lists) into one int32 buffer and uploads it with one copy;
- * every layer then reads it on the device. Ops only enqueue work: the first
- * failure of a step is kept and reported by finish(), which waits for the
- * stream; nothing here aborts.
+ * every layer then reads it on the device.
+ *
+ * Ops do not launch anything: each appends a record (kind and arguments) to
+ * the step's op log, and finish() runs the log. A step whose log (with the
+ * plan's device layout) hashes to a key seen before is captured once as a
+ * CUDA graph and replayed from then on, so a decode step costs one launch
+ * instead of hundreds; the key covers every pointer and size the kernels are
+ * given, so a replay does exactly what running the log would. Logits go to
+ * pinned host memory and are copied to the caller after the step's one
+ * synchronisation. The first failure of a step is kept and reported by
+ * finish(); nothing here aborts.
+ *
+ * Fusions the forward pass asks for (qkv, mlp_in, add_rmsnorm) use one GEMM
+ * over weights that upload placed back to back (wq|wk|wv, w_gate|w_up).
  */
 #define BI_LOG_MODULE "cuda"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cublas_v2.h>
@@ -30,7 +42,44 @@
 #include "cuda/krn_norm.h"
 #include "model/model.h"
 
-#define STAGE_ELEMS ((size_t)16 << 20) /* fp32 staging for weight conversion: 64 MiB */
+#define STAGE_ELEMS      ((size_t)16 << 20) /* fp32 staging for weight conversion: 64 MiB */
+#define GRAPH_SLOTS      32                 /* captured steps kept (LRU) */
+#define GRAPH_SEEN       16                 /* recent keys: capture on the second sight */
+#define GRAPH_MAX_TOKENS 512 /* larger steps run eagerly (launches are cheap there) */
+#define SPLIT_MIN_KEYS   32  /* fewest keys per attention slice */
+#define SPLIT_MAX        64
+#define BLAS_WORKSPACE   ((size_t)32 << 20)
+
+/* One op of the step, as recorded by the op functions and run by finish().
+ * Zeroed before filling, so that its bytes (padding included) hash
+ * deterministically. */
+enum {
+    OP_EMBED,
+    OP_RMSNORM,
+    OP_HEAD_NORM,
+    OP_NORM_ROWS,
+    OP_MATMUL,
+    OP_QKV,
+    OP_MLP_IN,
+    OP_ADD,
+    OP_ADD_RMSNORM,
+    OP_SILU_MUL,
+    OP_STORE_KV,
+    OP_ATTENTION,
+    OP_LOGITS,
+};
+typedef struct op_rec {
+    int32_t kind, pad_;
+    int64_t i[6];
+    float f;
+    int32_t pad2_;
+    const void *p[8];
+} op_rec;
+
+typedef struct graph_slot {
+    uint64_t key, used;
+    cudaGraphExec_t exec;
+} graph_slot;
 
 typedef struct cuda_backend {
     eng_backend base;
@@ -49,8 +98,26 @@ typedef struct cuda_backend {
     int32_t *meta_h, *meta_d;
     size_t meta_h_cap, meta_d_cap; /* int32 elements */
     krn_step step;
+    int n_split; /* attention slices per token this step */
+    int n_sm;
     float *logits_d;
     size_t logits_cap; /* floats */
+    float *logits_h;   /* pinned */
+    size_t logits_h_cap;
+    float *logits_dst; /* the caller's buffer for this step, NULL: no logits */
+    size_t logits_n;
+    /* scratch: attention partials, fused projection outputs */
+    float *part, *fuse;
+    int32_t part_rows;
+    size_t fuse_cap; /* floats */
+    void *blas_ws;
+    /* the step's op log, and captured steps */
+    op_rec *log;
+    size_t n_ops, log_cap;
+    bool graphs_on;
+    graph_slot graphs[GRAPH_SLOTS];
+    uint64_t seen[GRAPH_SEEN], tick;
+    int seen_next;
 } cuda_backend;
 
 static cuda_backend *cuda_of(eng_backend *b)
@@ -163,11 +230,28 @@ static void walk_weights(upload *u, const eng_model *m, eng_weights *w)
     }
 }
 
+/* Drops every captured step (they name weights and buffers by address). */
+static void graphs_clear(cuda_backend *cb)
+{
+    for (int i = 0; i < GRAPH_SLOTS; i++) {
+        if (cb->graphs[i].exec)
+            cudaGraphExecDestroy(cb->graphs[i].exec);
+        cb->graphs[i] = (graph_slot){0, 0, NULL};
+    }
+    memset(cb->seen, 0, sizeof cb->seen);
+}
+
 static void cuda_release(eng_backend *b, eng_weights *w)
 {
     cuda_backend *cb = cuda_of(b);
     cudaSetDevice(cb->device);
     cudaStreamSynchronize(cb->stream);
+    graphs_clear(cb);
+    cudaFree(cb->part);
+    cudaFree(cb->fuse);
+    cb->part = cb->fuse = NULL;
+    cb->part_rows = 0;
+    cb->fuse_cap = 0;
     cudaFree(cb->wmem);
     cudaFree(cb->kv_k);
     cudaFree(cb->kv_v);
@@ -223,14 +307,37 @@ static bi_status alloc_kv(cuda_backend *cb, const eng_kv_pool *kv)
     return BI_OK;
 }
 
+/* Attention partials for up to max(max_tokens, SPLIT_MAX) token slices, and
+ * the fused projections' output for max_tokens rows. */
+static bi_status alloc_scratch(cuda_backend *cb, const eng_model_config *c, int32_t max_tokens)
+{
+    int32_t rows = max_tokens > SPLIT_MAX ? max_tokens : SPLIT_MAX;
+    size_t part = krn_attn_part_floats(rows, c->n_head, c->head_dim, 1);
+    size_t width = (size_t)(c->n_head + 2 * c->n_kv_head) * c->head_dim;
+    if ((size_t)2 * c->d_ff > width)
+        width = (size_t)2 * c->d_ff;
+    size_t fuse;
+    if (!bi_size_mul(width, (size_t)max_tokens, &fuse) || fuse > SIZE_MAX / sizeof(float))
+        return BI_NOMEM;
+    bi_status st = cuda_status(cudaMalloc((void **)&cb->part, part * sizeof(float)));
+    if (st == BI_OK)
+        st = cuda_status(cudaMalloc((void **)&cb->fuse, fuse * sizeof(float)));
+    if (st != BI_OK)
+        return st;
+    cb->part_rows = rows;
+    cb->fuse_cap = fuse;
+    return BI_OK;
+}
+
 static bi_status cuda_prepare(eng_backend *b, const eng_model *m, eng_kv_pool *kv,
                               int32_t max_tokens, eng_weights **out)
 {
-    (void)max_tokens;
     cuda_backend *cb = cuda_of(b);
     const eng_model_config *c = &m->cfg;
     if (cb->m)
         return BI_UNSUPPORTED; /* one model and pool per backend */
+    if (max_tokens <= 0)
+        return BI_INVALID_ARGUMENT;
     if (c->head_dim > KRN_ATTN_MAX_HEAD_DIM || c->head_dim % 2 || c->n_head % c->n_kv_head)
         return BI_UNSUPPORTED;
     if (cudaSetDevice(cb->device) != cudaSuccess)
@@ -256,6 +363,8 @@ static bi_status cuda_prepare(eng_backend *b, const eng_model *m, eng_kv_pool *k
         st = upload_weights(cb, m, w);
     if (st == BI_OK)
         st = alloc_kv(cb, kv);
+    if (st == BI_OK)
+        st = alloc_scratch(cb, c, max_tokens);
     if (st != BI_OK) {
         cuda_release(b, w);
         return st;
@@ -305,13 +414,18 @@ static bi_status grow_device(void **p, size_t *cap, size_t need, size_t elem)
  * tail that names pages outside the pool (on the device that would be a wild
  * write, so it is checked here). */
 static bi_status plan_size(const cuda_backend *cb, const eng_plan *plan, size_t *n_segs,
-                           size_t *n_pages)
+                           size_t *n_pages, int64_t *max_keys)
 {
     const eng_fwd_batch *b = plan->batch;
     const eng_kv_pool *kv = cb->kv;
     size_t segs = 0, pages = 0;
+    *max_keys = 0;
     for (int s = 0; s < b->n_seqs; s++) {
         const eng_fwd_seq *q = &b->seqs[s];
+        int64_t keys = (int64_t)q->tail_len + q->n_new;
+        for (int i = 0; i < q->n_segs; i++)
+            keys += q->segs[i].len;
+        *max_keys = keys > *max_keys ? keys : *max_keys;
         for (int i = 0; i < q->n_segs; i++) {
             const eng_seg *g = &q->segs[i];
             int32_t np = eng_kv_pages_for(kv, g->len);
@@ -378,27 +492,67 @@ static void plan_pack(cuda_backend *cb, const eng_plan *plan, int32_t **at)
     at[3] = pg; /* end */
 }
 
+/* Slices per token for split-KV attention: enough blocks for about two per
+ * SM, at least SPLIT_MIN_KEYS keys per slice, within the partials' scratch;
+ * a power of two, so that few distinct step shapes (graph keys) arise. */
+static int choose_split(const cuda_backend *cb, int32_t n_tokens, int64_t max_keys)
+{
+    const eng_model_config *c = &cb->m->cfg;
+    if (!krn_attn_split_supported(c->n_head, c->n_kv_head, c->head_dim))
+        return 1;
+    int64_t blocks = (int64_t)n_tokens * c->n_kv_head, want = (2 * cb->n_sm + blocks - 1) / blocks;
+    int64_t n = max_keys / SPLIT_MIN_KEYS;
+    n = want < n ? want : n;
+    n = cb->part_rows / n_tokens < n ? cb->part_rows / n_tokens : n;
+    n = n > SPLIT_MAX ? SPLIT_MAX : n;
+    int p = 1;
+    while ((int64_t)p * 2 <= n)
+        p *= 2;
+    return p;
+}
+
+/* Grows the pinned host buffer (contents dropped); the previous step is
+ * finished. */
+static bi_status grow_pinned(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return BI_OK;
+    size_t n = need + need / 2, bytes;
+    if (!bi_size_mul(n, elem, &bytes))
+        return BI_NOMEM;
+    cudaFreeHost(*p);
+    *p = NULL;
+    *cap = 0;
+    cudaError_t e = cudaMallocHost(p, bytes);
+    if (e != cudaSuccess)
+        return cuda_status(e);
+    *cap = n;
+    return BI_OK;
+}
+
 static bi_status cuda_begin(eng_backend *b, const eng_plan *plan)
 {
     cuda_backend *cb = cuda_of(b);
     const eng_fwd_batch *bt = plan->batch;
     cb->st = BI_OK;
+    cb->n_ops = 0;
+    cb->logits_dst = NULL;
     if (cudaSetDevice(cb->device) != cudaSuccess)
         return BI_DEVICE;
     size_t n_segs, n_pages;
-    bi_status st = plan_size(cb, plan, &n_segs, &n_pages);
+    int64_t max_keys;
+    bi_status st = plan_size(cb, plan, &n_segs, &n_pages, &max_keys);
     if (st != BI_OK)
         return st;
     size_t need = 4 * (size_t)bt->n_tokens + (size_t)plan->n_logits +
                   (size_t)bt->n_seqs * KRN_SEQ_FIELDS + n_segs * KRN_SEG_FIELDS + n_pages;
-    if (need > cb->meta_h_cap) {
-        int32_t *h = bi_reallocarray(cb->meta_h, need, sizeof *h);
-        if (!h)
-            return BI_NOMEM;
-        cb->meta_h = h;
-        cb->meta_h_cap = need;
-    }
-    if ((st = grow_device((void **)&cb->meta_d, &cb->meta_d_cap, need, sizeof(int32_t))) != BI_OK)
+    size_t n_logit_floats = (size_t)plan->n_logits * cb->m->cfg.vocab_size;
+    if ((st = grow_pinned((void **)&cb->meta_h, &cb->meta_h_cap, need, sizeof(int32_t))) != BI_OK ||
+        (st = grow_device((void **)&cb->meta_d, &cb->meta_d_cap, need, sizeof(int32_t))) != BI_OK ||
+        (st = grow_device((void **)&cb->logits_d, &cb->logits_cap, n_logit_floats,
+                          sizeof(float))) != BI_OK ||
+        (st = grow_pinned((void **)&cb->logits_h, &cb->logits_h_cap, n_logit_floats,
+                          sizeof(float))) != BI_OK)
         return st;
     int32_t *at[4];
     plan_pack(cb, plan, at);
@@ -421,43 +575,8 @@ static bi_status cuda_begin(eng_backend *b, const eng_plan *plan)
         .n_seqs = bt->n_seqs,
         .n_logits = plan->n_logits,
     };
+    cb->n_split = choose_split(cb, bt->n_tokens, max_keys);
     return BI_OK;
-}
-
-static bi_status cuda_finish(eng_backend *b)
-{
-    cuda_backend *cb = cuda_of(b);
-    note_cuda(cb, cudaStreamSynchronize(cb->stream), "the step");
-    bi_status st = cb->st;
-    cb->st = BI_OK;
-    return st;
-}
-
-/* ---- ops ---- */
-
-static float *F(eng_act *a)
-{
-    return (float *)a;
-}
-static const float *CF(const eng_act *a)
-{
-    return (const float *)a;
-}
-static krn_bf16 *H(eng_act *a)
-{
-    return (krn_bf16 *)a;
-}
-static const krn_bf16 *CH(const eng_act *a)
-{
-    return (const krn_bf16 *)a;
-}
-static const krn_bf16 *WH(const eng_wt *w)
-{
-    return (const krn_bf16 *)w;
-}
-static const float *WF(const eng_wt *w)
-{
-    return (const float *)w;
 }
 
 static krn_kv_layer kv_layer(const cuda_backend *cb, int layer)
@@ -467,77 +586,130 @@ static krn_kv_layer kv_layer(const cuda_backend *cb, int layer)
                           cb->kv->head_dim, cb->kv->page_size};
 }
 
+/* ---- ops: recorded here, run by finish() ---- */
+
+static float *F(const void *a)
+{
+    return (float *)a;
+}
+static krn_bf16 *H(const void *a)
+{
+    return (krn_bf16 *)a;
+}
+
+/* A zeroed record appended to the step's log; NULL (and the step failed)
+ * when the log cannot grow or the step has failed already. */
+static op_rec *rec(cuda_backend *cb, int kind)
+{
+    if (cb->st != BI_OK)
+        return NULL;
+    if (cb->n_ops == cb->log_cap) {
+        size_t cap = cb->log_cap ? 2 * cb->log_cap : 512;
+        op_rec *l = bi_reallocarray(cb->log, cap, sizeof *l);
+        if (!l) {
+            note(cb, BI_NOMEM, "op log");
+            return NULL;
+        }
+        cb->log = l;
+        cb->log_cap = cap;
+    }
+    op_rec *r = &cb->log[cb->n_ops++];
+    memset(r, 0, sizeof *r);
+    r->kind = kind;
+    return r;
+}
+
 static void cuda_embed(eng_backend *b, const eng_plan *plan, eng_act *x, const eng_wt *table, int d)
 {
-    cuda_backend *cb = cuda_of(b);
-    if (cb->st == BI_OK)
-        note(cb, krn_embed(F(x), WH(table), cb->step.tokens, plan->batch->n_tokens, d, cb->stream),
-             "embed");
+    op_rec *r = rec(cuda_of(b), OP_EMBED);
+    if (r)
+        *r = (op_rec){.kind = OP_EMBED, .i = {plan->batch->n_tokens, d}, .p = {x, table}};
 }
 
 static void cuda_rmsnorm(eng_backend *b, eng_act *y, const eng_act *x, const eng_wt *w, int M,
                          int D, float eps)
 {
-    cuda_backend *cb = cuda_of(b);
-    if (cb->st == BI_OK)
-        note(cb, krn_rmsnorm_bf16(H(y), CF(x), NULL, WF(w), M, D, eps, cb->stream), "rmsnorm");
+    op_rec *r = rec(cuda_of(b), OP_RMSNORM);
+    if (r)
+        *r = (op_rec){.kind = OP_RMSNORM, .i = {M, D}, .f = eps, .p = {y, x, w}};
 }
 
 static void cuda_head_norm(eng_backend *b, eng_act *x, const eng_wt *w, int M, int D, float eps)
 {
-    cuda_backend *cb = cuda_of(b);
-    if (cb->st == BI_OK)
-        note(cb, krn_rmsnorm_f32(F(x), WF(w), M, D, eps, cb->stream), "qk-norm");
+    op_rec *r = rec(cuda_of(b), OP_HEAD_NORM);
+    if (r)
+        *r = (op_rec){.kind = OP_HEAD_NORM, .i = {M, D}, .f = eps, .p = {x, w}};
 }
 
 static void cuda_norm_rows(eng_backend *b, const eng_plan *plan, eng_act *y, const eng_act *x,
                            const eng_wt *w, int D, float eps)
 {
-    cuda_backend *cb = cuda_of(b);
-    if (cb->st == BI_OK)
-        note(cb,
-             krn_rmsnorm_bf16(H(y), CF(x), cb->step.logit_tok, WF(w), plan->n_logits, D, eps,
-                              cb->stream),
-             "final norm");
+    op_rec *r = rec(cuda_of(b), OP_NORM_ROWS);
+    if (r)
+        *r = (op_rec){.kind = OP_NORM_ROWS, .i = {plan->n_logits, D}, .f = eps, .p = {y, x, w}};
 }
 
 static void cuda_matmul(eng_backend *b, eng_act *y, const eng_act *x, const eng_wt *w,
                         const eng_wt *bias, int M, int N, int K)
 {
-    cuda_backend *cb = cuda_of(b);
-    if (cb->st == BI_OK)
-        note(cb, krn_gemm_bf16(cb->blas, F(y), CH(x), WH(w), M, N, K), "gemm");
-    if (bias && cb->st == BI_OK)
-        note(cb, krn_add_bias(F(y), WF(bias), M, N, cb->stream), "bias");
+    op_rec *r = rec(cuda_of(b), OP_MATMUL);
+    if (r)
+        *r = (op_rec){.kind = OP_MATMUL, .i = {M, N, K}, .p = {y, x, w, bias}};
+}
+
+static void cuda_qkv(eng_backend *b, eng_act *q, eng_act *k, eng_act *v, const eng_act *x,
+                     const eng_wlayer *w, int M, int qd, int kvd, int K)
+{
+    op_rec *r = rec(cuda_of(b), OP_QKV);
+    if (r)
+        *r = (op_rec){
+            .kind = OP_QKV, .i = {M, qd, kvd, K}, .p = {q, k, v, x, w->wq, w->wk, w->wv, NULL}};
+    /* the biases do not fit the record's pointers: a second record */
+    op_rec *r2 = rec(cuda_of(b), OP_QKV);
+    if (r2)
+        *r2 = (op_rec){.kind = OP_QKV, .i = {-1}, .p = {w->bq, w->bk, w->bv}};
+}
+
+static void cuda_mlp_in(eng_backend *b, eng_act *out, eng_act *gate, eng_act *up, const eng_act *x,
+                        const eng_wt *w_gate, const eng_wt *w_up, int M, int ff, int K)
+{
+    op_rec *r = rec(cuda_of(b), OP_MLP_IN);
+    if (r)
+        *r = (op_rec){.kind = OP_MLP_IN, .i = {M, ff, K}, .p = {out, gate, up, x, w_gate, w_up}};
 }
 
 static void cuda_add(eng_backend *b, eng_act *x, const eng_act *y, size_t n)
 {
-    cuda_backend *cb = cuda_of(b);
-    if (cb->st == BI_OK)
-        note(cb, krn_add(F(x), CF(y), n, cb->stream), "residual add");
+    op_rec *r = rec(cuda_of(b), OP_ADD);
+    if (r)
+        *r = (op_rec){.kind = OP_ADD, .i = {(int64_t)n}, .p = {x, y}};
+}
+
+static void cuda_add_rmsnorm(eng_backend *b, eng_act *h, eng_act *x, const eng_act *y,
+                             const eng_wt *w, int M, int D, float eps)
+{
+    op_rec *r = rec(cuda_of(b), OP_ADD_RMSNORM);
+    if (r)
+        *r = (op_rec){.kind = OP_ADD_RMSNORM, .i = {M, D}, .f = eps, .p = {h, x, y, w}};
 }
 
 static void cuda_silu_mul(eng_backend *b, eng_act *out, const eng_act *gate, const eng_act *up,
                           size_t n)
 {
-    cuda_backend *cb = cuda_of(b);
-    if (cb->st == BI_OK)
-        note(cb, krn_silu_mul(H(out), CF(gate), CF(up), n, cb->stream), "silu_mul");
+    op_rec *r = rec(cuda_of(b), OP_SILU_MUL);
+    if (r)
+        *r = (op_rec){.kind = OP_SILU_MUL, .i = {(int64_t)n}, .p = {out, gate, up}};
 }
 
 static void cuda_store_kv(eng_backend *b, const eng_plan *plan, const eng_rope *rope,
                           eng_kv_pool *kv, int layer, eng_act *k, const eng_act *v)
 {
-    (void)plan;
+    (void)plan; /* uploaded by begin() */
     (void)rope; /* the same frequencies live on the device (prepare) */
     (void)kv;
-    cuda_backend *cb = cuda_of(b);
-    if (cb->st == BI_OK)
-        note(cb,
-             krn_rope_store_kv(&cb->step, kv_layer(cb, layer), CF(k), CF(v), cb->inv_freq,
-                               cb->stream),
-             "kv write");
+    op_rec *r = rec(cuda_of(b), OP_STORE_KV);
+    if (r)
+        *r = (op_rec){.kind = OP_STORE_KV, .i = {layer}, .p = {k, v}};
 }
 
 static void cuda_attention(eng_backend *b, const eng_plan *plan, const eng_rope *rope,
@@ -547,31 +719,276 @@ static void cuda_attention(eng_backend *b, const eng_plan *plan, const eng_rope 
     (void)plan;
     (void)rope;
     cuda_backend *cb = cuda_of(b);
-    float scale = 1.0f / sqrtf((float)kv->head_dim);
-    if (cb->st == BI_OK)
-        note(cb,
-             krn_paged_attention(&cb->step, kv_layer(cb, layer), H(out), CF(q), cb->inv_freq,
-                                 n_head, scale, cb->stream),
-             "attention");
+    op_rec *r = rec(cb, OP_ATTENTION);
+    if (r)
+        *r = (op_rec){.kind = OP_ATTENTION,
+                      .i = {layer, n_head, cb->n_split},
+                      .f = 1.0f / sqrtf((float)kv->head_dim),
+                      .p = {out, q}};
 }
 
 static void cuda_logits(eng_backend *b, float *logits, const eng_act *h, const eng_wt *lm_head,
                         int rows, int vocab, int d)
 {
     cuda_backend *cb = cuda_of(b);
-    if (cb->st != BI_OK)
+    op_rec *r = rec(cb, OP_LOGITS);
+    if (!r)
         return;
     size_t n = (size_t)rows * vocab;
-    note(cb, grow_device((void **)&cb->logits_d, &cb->logits_cap, n, sizeof(float)),
-         "logits buffer");
+    if (n > cb->logits_cap || n > cb->logits_h_cap) { /* begin() sized them for n_logits rows */
+        note(cb, BI_INVALID_ARGUMENT, "logits rows");
+        return;
+    }
+    *r = (op_rec){.kind = OP_LOGITS, .i = {rows, vocab, d}, .p = {cb->logits_d, h, lm_head}};
+    cb->logits_dst = logits;
+    cb->logits_n = n;
+}
+
+/* ---- running the log ---- */
+
+static void run_matmul(cuda_backend *cb, float *y, const krn_bf16 *x, const krn_bf16 *w,
+                       const float *bias, int64_t M, int64_t N, int64_t K)
+{
+    note(cb, krn_gemm_bf16(cb->blas, y, x, w, (int)M, (int)N, (int)K), "gemm");
+    if (bias && cb->st == BI_OK)
+        note(cb, krn_add_bias(y, bias, (int)M, (int)N, cb->stream), "bias");
+}
+
+/* Q, K and V in one GEMM when upload placed their weights back to back and
+ * the scratch holds M rows; else three. */
+static void run_qkv(cuda_backend *cb, const op_rec *r, const op_rec *bias)
+{
+    const int64_t M = r->i[0], qd = r->i[1], kvd = r->i[2], K = r->i[3];
+    const krn_bf16 *wq = r->p[4], *wk = r->p[5], *wv = r->p[6];
+    const float *bq = bias->p[0], *bk = bias->p[1], *bv = bias->p[2];
+    if (wk == wq + qd * K && wv == wk + kvd * K && (size_t)(M * (qd + 2 * kvd)) <= cb->fuse_cap) {
+        note(cb,
+             krn_gemm_bf16(cb->blas, cb->fuse, r->p[3], wq, (int)M, (int)(qd + 2 * kvd), (int)K),
+             "qkv gemm");
+        if (cb->st == BI_OK)
+            note(cb,
+                 krn_split3(F(r->p[0]), F(r->p[1]), F(r->p[2]), cb->fuse, bq, bk, bv, (int)M,
+                            (int)qd, (int)kvd, (int)kvd, cb->stream),
+                 "qkv split");
+        return;
+    }
+    run_matmul(cb, F(r->p[0]), r->p[3], wq, bq, M, qd, K);
     if (cb->st == BI_OK)
-        note(cb, krn_gemm_bf16(cb->blas, cb->logits_d, CH(h), WH(lm_head), rows, vocab, d),
-             "lm_head");
+        run_matmul(cb, F(r->p[1]), r->p[3], wk, bk, M, kvd, K);
     if (cb->st == BI_OK)
+        run_matmul(cb, F(r->p[2]), r->p[3], wv, bv, M, kvd, K);
+}
+
+/* Gate and up in one GEMM into the scratch, SwiGLU reading both halves. */
+static void run_mlp_in(cuda_backend *cb, const op_rec *r)
+{
+    const int64_t M = r->i[0], ff = r->i[1], K = r->i[2];
+    const krn_bf16 *wg = r->p[4], *wu = r->p[5];
+    if (wu == wg + ff * K && (size_t)(M * 2 * ff) <= cb->fuse_cap) {
+        note(cb, krn_gemm_bf16(cb->blas, cb->fuse, r->p[3], wg, (int)M, (int)(2 * ff), (int)K),
+             "gate/up gemm");
+        if (cb->st == BI_OK)
+            note(cb, krn_silu_mul_cat(H(r->p[0]), cb->fuse, (int)M, (int)ff, cb->stream),
+                 "silu_mul");
+        return;
+    }
+    run_matmul(cb, F(r->p[1]), r->p[3], wg, NULL, M, ff, K);
+    if (cb->st == BI_OK)
+        run_matmul(cb, F(r->p[2]), r->p[3], wu, NULL, M, ff, K);
+    if (cb->st == BI_OK)
+        note(cb, krn_silu_mul(H(r->p[0]), F(r->p[1]), F(r->p[2]), (size_t)(M * ff), cb->stream),
+             "silu_mul");
+}
+
+static void run_log(cuda_backend *cb)
+{
+    cudaStream_t s = cb->stream;
+    for (size_t k = 0; k < cb->n_ops && cb->st == BI_OK; k++) {
+        const op_rec *r = &cb->log[k];
+        const int64_t *i = r->i;
+        switch (r->kind) {
+        case OP_EMBED:
+            note(cb, krn_embed(F(r->p[0]), r->p[1], cb->step.tokens, (int)i[0], (int)i[1], s),
+                 "embed");
+            break;
+        case OP_RMSNORM:
+            note(
+                cb,
+                krn_rmsnorm_bf16(H(r->p[0]), r->p[1], NULL, r->p[2], (int)i[0], (int)i[1], r->f, s),
+                "rmsnorm");
+            break;
+        case OP_HEAD_NORM:
+            note(cb, krn_rmsnorm_f32(F(r->p[0]), r->p[1], (int)i[0], (int)i[1], r->f, s),
+                 "qk-norm");
+            break;
+        case OP_NORM_ROWS:
+            note(cb,
+                 krn_rmsnorm_bf16(H(r->p[0]), r->p[1], cb->step.logit_tok, r->p[2], (int)i[0],
+                                  (int)i[1], r->f, s),
+                 "final norm");
+            break;
+        case OP_MATMUL:
+            run_matmul(cb, F(r->p[0]), r->p[1], r->p[2], r->p[3], i[0], i[1], i[2]);
+            break;
+        case OP_QKV:
+            if (k + 1 < cb->n_ops)
+                run_qkv(cb, r, &cb->log[++k]);
+            break;
+        case OP_MLP_IN:
+            run_mlp_in(cb, r);
+            break;
+        case OP_ADD:
+            note(cb, krn_add(F(r->p[0]), r->p[1], (size_t)i[0], s), "residual add");
+            break;
+        case OP_ADD_RMSNORM:
+            note(cb,
+                 krn_add_rmsnorm_bf16(H(r->p[0]), F(r->p[1]), r->p[2], r->p[3], (int)i[0],
+                                      (int)i[1], r->f, s),
+                 "add+rmsnorm");
+            break;
+        case OP_SILU_MUL:
+            note(cb, krn_silu_mul(H(r->p[0]), r->p[1], r->p[2], (size_t)i[0], s), "silu_mul");
+            break;
+        case OP_STORE_KV:
+            note(cb,
+                 krn_rope_store_kv(&cb->step, kv_layer(cb, (int)i[0]), r->p[0], r->p[1],
+                                   cb->inv_freq, s),
+                 "kv write");
+            break;
+        case OP_ATTENTION:
+            note(cb,
+                 krn_paged_attention(&cb->step, kv_layer(cb, (int)i[0]), H(r->p[0]), r->p[1],
+                                     cb->inv_freq, (int)i[1], r->f, (int)i[2], cb->part, s),
+                 "attention");
+            break;
+        case OP_LOGITS:
+            note(cb,
+                 krn_gemm_bf16(cb->blas, F(r->p[0]), r->p[1], r->p[2], (int)i[0], (int)i[1],
+                               (int)i[2]),
+                 "lm_head");
+            break;
+        }
+    }
+}
+
+/* The step's key: every record and the plan's device layout (64-bit FNV-1a
+ * over words). */
+static uint64_t step_key(const cuda_backend *cb)
+{
+    uint64_t h = 1469598103934665603ull;
+    const uint64_t prime = 1099511628211ull;
+    const unsigned char *bytes = (const unsigned char *)cb->log;
+    size_t n = cb->n_ops * sizeof(op_rec);
+    for (size_t k = 0; k + 8 <= n; k += 8) {
+        uint64_t w;
+        memcpy(&w, bytes + k, 8);
+        h = (h ^ w) * prime;
+    }
+    const krn_step *st = &cb->step;
+    const uint64_t f[] = {(uint64_t)(uintptr_t)st->tokens,
+                          (uint64_t)(uintptr_t)st->seq_info,
+                          (uint64_t)(uintptr_t)st->seg_info,
+                          (uint64_t)(uintptr_t)st->pages,
+                          (uint64_t)st->n_tokens,
+                          (uint64_t)st->n_seqs,
+                          (uint64_t)st->n_logits};
+    for (size_t k = 0; k < sizeof f / sizeof f[0]; k++)
+        h = (h ^ f[k]) * prime;
+    return h;
+}
+
+static graph_slot *graph_find(cuda_backend *cb, uint64_t key)
+{
+    for (int i = 0; i < GRAPH_SLOTS; i++)
+        if (cb->graphs[i].exec && cb->graphs[i].key == key)
+            return &cb->graphs[i];
+    return NULL;
+}
+
+/* True when key was seen in a recent step; remembers it otherwise. */
+static bool graph_seen(cuda_backend *cb, uint64_t key)
+{
+    for (int i = 0; i < GRAPH_SEEN; i++)
+        if (cb->seen[i] == key)
+            return true;
+    cb->seen[cb->seen_next] = key;
+    cb->seen_next = (cb->seen_next + 1) % GRAPH_SEEN;
+    return false;
+}
+
+/* Captures the log as a graph into the least recently used slot; NULL (with
+ * graphs turned off for this backend) when capture is refused. A failure of
+ * an op itself is left in cb->st. */
+static graph_slot *graph_capture(cuda_backend *cb, uint64_t key)
+{
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t ex = NULL;
+    cudaError_t e = cudaStreamBeginCapture(cb->stream, cudaStreamCaptureModeRelaxed);
+    if (e == cudaSuccess) {
+        run_log(cb);
+        e = cudaStreamEndCapture(cb->stream, &g);
+    }
+    if (e == cudaSuccess && cb->st == BI_OK)
+        e = cudaGraphInstantiate(&ex, g, 0);
+    if (g)
+        cudaGraphDestroy(g);
+    if (e != cudaSuccess || cb->st != BI_OK) {
+        if (e != cudaSuccess) {
+            cudaGetLastError();
+            BI_LOGW(NULL, "CUDA graph capture failed (%s); steps run uncaptured",
+                    cudaGetErrorString(e));
+            cb->graphs_on = false;
+        }
+        return NULL;
+    }
+    graph_slot *slot = &cb->graphs[0];
+    for (int i = 1; i < GRAPH_SLOTS; i++)
+        if (cb->graphs[i].used < slot->used)
+            slot = &cb->graphs[i];
+    if (slot->exec)
+        cudaGraphExecDestroy(slot->exec);
+    *slot = (graph_slot){key, 0, ex};
+    return slot;
+}
+
+/* Runs the log: a captured step's replay, a new capture (second sight of a
+ * small step), or the ops one by one. */
+static void run_step(cuda_backend *cb)
+{
+    if (cb->graphs_on && cb->step.n_tokens <= GRAPH_MAX_TOKENS) {
+        uint64_t key = step_key(cb);
+        graph_slot *slot = graph_find(cb, key);
+        if (!slot && graph_seen(cb, key))
+            slot = graph_capture(cb, key);
+        if (cb->st != BI_OK)
+            return;
+        if (slot) {
+            slot->used = ++cb->tick;
+            note_cuda(cb, cudaGraphLaunch(slot->exec, cb->stream), "graph launch");
+            return;
+        }
+    }
+    run_log(cb);
+}
+
+static bi_status cuda_finish(eng_backend *b)
+{
+    cuda_backend *cb = cuda_of(b);
+    if (cb->st == BI_OK)
+        run_step(cb);
+    if (cb->st == BI_OK && cb->logits_dst)
         note_cuda(cb,
-                  cudaMemcpyAsync(logits, cb->logits_d, n * sizeof(float), cudaMemcpyDeviceToHost,
-                                  cb->stream),
+                  cudaMemcpyAsync(cb->logits_h, cb->logits_d, cb->logits_n * sizeof(float),
+                                  cudaMemcpyDeviceToHost, cb->stream),
                   "logits copy");
+    note_cuda(cb, cudaStreamSynchronize(cb->stream), "the step");
+    if (cb->st == BI_OK && cb->logits_dst)
+        memcpy(cb->logits_dst, cb->logits_h, cb->logits_n * sizeof(float));
+    cb->n_ops = 0;
+    cb->logits_dst = NULL;
+    bi_status st = cb->st;
+    cb->st = BI_OK;
+    return st;
 }
 
 static void cuda_destroy(eng_backend *b)
@@ -580,13 +997,19 @@ static void cuda_destroy(eng_backend *b)
     cudaSetDevice(cb->device);
     if (cb->stream)
         cudaStreamSynchronize(cb->stream);
+    graphs_clear(cb);
     cudaFree(cb->meta_d);
     cudaFree(cb->logits_d);
+    cudaFree(cb->part);
+    cudaFree(cb->fuse);
+    cudaFree(cb->blas_ws);
+    cudaFreeHost(cb->logits_h);
+    cudaFreeHost(cb->meta_h);
+    bi_free(cb->log);
     if (cb->blas)
         cublasDestroy(cb->blas);
     if (cb->stream)
         cudaStreamDestroy(cb->stream);
-    bi_free(cb->meta_h);
     bi_free(cb);
 }
 
@@ -609,6 +1032,9 @@ static const eng_backend_ops cuda_ops = {
     .norm_rows = cuda_norm_rows,
     .logits = cuda_logits,
     .finish = cuda_finish,
+    .qkv = cuda_qkv,
+    .mlp_in = cuda_mlp_in,
+    .add_rmsnorm = cuda_add_rmsnorm,
 };
 
 bool eng_backend_cuda_available(void)
@@ -638,11 +1064,17 @@ bi_status eng_backend_cuda_create(int device, eng_backend **out)
     if (cudaSetDevice(device) != cudaSuccess ||
         cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking) != cudaSuccess ||
         cublasCreate(&cb->blas) != CUBLAS_STATUS_SUCCESS ||
-        cublasSetStream(cb->blas, cb->stream) != CUBLAS_STATUS_SUCCESS) {
+        cublasSetStream(cb->blas, cb->stream) != CUBLAS_STATUS_SUCCESS ||
+        cudaDeviceGetAttribute(&cb->n_sm, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+        cudaMalloc(&cb->blas_ws, BLAS_WORKSPACE) != cudaSuccess ||
+        cublasSetWorkspace(cb->blas, cb->blas_ws, BLAS_WORKSPACE) != CUBLAS_STATUS_SUCCESS) {
         BI_LOGE(NULL, "cannot set up CUDA device %d", device);
         cuda_destroy(&cb->base);
         return BI_DEVICE;
     }
+    /* BRAID_CUDA_GRAPHS=0 runs every step op by op (for comparison). */
+    const char *g = getenv("BRAID_CUDA_GRAPHS");
+    cb->graphs_on = !(g && strcmp(g, "0") == 0);
     *out = &cb->base;
     return BI_OK;
 }

@@ -155,6 +155,24 @@ static bi_status forward_plan(eng_forward *f, const eng_fwd_batch *b, eng_plan *
     return BI_OK;
 }
 
+/* The residual add that closes a sublayer, fused with the norm that opens
+ * the next one (norm NULL: the last layer's output, normed by norm_rows). */
+static void forward_add_norm(eng_forward *f, const eng_wt *norm, int32_t n)
+{
+    const eng_model_config *c = &f->m->cfg;
+    const eng_backend_ops *o = f->b->ops;
+    eng_act **a = f->act;
+    if (norm && o->add_rmsnorm) {
+        o->add_rmsnorm(f->b, a[ACT_H], a[ACT_X], a[ACT_O], norm, n, c->d_model, c->norm_eps);
+        return;
+    }
+    o->add(f->b, a[ACT_X], a[ACT_O], (size_t)n * c->d_model);
+    if (norm)
+        o->rmsnorm(f->b, a[ACT_H], a[ACT_X], norm, n, c->d_model, c->norm_eps);
+}
+
+/* One layer; ACT_H holds rmsnorm(x) * attn_norm on entry (the previous
+ * layer, or the embedding, normed it). */
 static void forward_layer(eng_forward *f, const eng_plan *plan, int l, int32_t n)
 {
     const eng_model_config *c = &f->m->cfg;
@@ -164,10 +182,13 @@ static void forward_layer(eng_forward *f, const eng_plan *plan, int l, int32_t n
     eng_act **a = f->act;
     const int d = c->d_model, hd = c->head_dim, qd = c->n_head * hd, kvd = c->n_kv_head * hd;
 
-    o->rmsnorm(b, a[ACT_H], a[ACT_X], w->attn_norm, n, d, c->norm_eps);
-    o->matmul(b, a[ACT_Q], a[ACT_H], w->wq, w->bq, n, qd, d);
-    o->matmul(b, a[ACT_K], a[ACT_H], w->wk, w->bk, n, kvd, d);
-    o->matmul(b, a[ACT_V], a[ACT_H], w->wv, w->bv, n, kvd, d);
+    if (o->qkv) {
+        o->qkv(b, a[ACT_Q], a[ACT_K], a[ACT_V], a[ACT_H], w, n, qd, kvd, d);
+    } else {
+        o->matmul(b, a[ACT_Q], a[ACT_H], w->wq, w->bq, n, qd, d);
+        o->matmul(b, a[ACT_K], a[ACT_H], w->wk, w->bk, n, kvd, d);
+        o->matmul(b, a[ACT_V], a[ACT_H], w->wv, w->bv, n, kvd, d);
+    }
     if (c->qk_norm) {
         o->head_norm(b, a[ACT_Q], w->q_norm, n * c->n_head, hd, c->norm_eps);
         o->head_norm(b, a[ACT_K], w->k_norm, n * c->n_kv_head, hd, c->norm_eps);
@@ -175,14 +196,18 @@ static void forward_layer(eng_forward *f, const eng_plan *plan, int l, int32_t n
     o->store_kv(b, plan, &f->rope, f->kv, l, a[ACT_K], a[ACT_V]);
     o->attention(b, plan, &f->rope, f->kv, l, c->n_head, a[ACT_ATT], a[ACT_Q]);
     o->matmul(b, a[ACT_O], a[ACT_ATT], w->wo, NULL, n, d, qd);
-    o->add(b, a[ACT_X], a[ACT_O], (size_t)n * d);
+    forward_add_norm(f, w->ffn_norm, n);
 
-    o->rmsnorm(b, a[ACT_H], a[ACT_X], w->ffn_norm, n, d, c->norm_eps);
-    o->matmul(b, a[ACT_GATE], a[ACT_H], w->w_gate, NULL, n, c->d_ff, d);
-    o->matmul(b, a[ACT_UP], a[ACT_H], w->w_up, NULL, n, c->d_ff, d);
-    o->silu_mul(b, a[ACT_MLP], a[ACT_GATE], a[ACT_UP], (size_t)n * c->d_ff);
+    if (o->mlp_in) {
+        o->mlp_in(b, a[ACT_MLP], a[ACT_GATE], a[ACT_UP], a[ACT_H], w->w_gate, w->w_up, n, c->d_ff,
+                  d);
+    } else {
+        o->matmul(b, a[ACT_GATE], a[ACT_H], w->w_gate, NULL, n, c->d_ff, d);
+        o->matmul(b, a[ACT_UP], a[ACT_H], w->w_up, NULL, n, c->d_ff, d);
+        o->silu_mul(b, a[ACT_MLP], a[ACT_GATE], a[ACT_UP], (size_t)n * c->d_ff);
+    }
     o->matmul(b, a[ACT_O], a[ACT_MLP], w->w_down, NULL, n, d, c->d_ff);
-    o->add(b, a[ACT_X], a[ACT_O], (size_t)n * d);
+    forward_add_norm(f, l + 1 < c->n_layer ? f->w->layers[l + 1].attn_norm : NULL, n);
 }
 
 bi_status eng_forward_run(eng_forward *f, const eng_fwd_batch *b, float *logits)
@@ -197,6 +222,8 @@ bi_status eng_forward_run(eng_forward *f, const eng_fwd_batch *b, float *logits)
         return st;
     const int d = c->d_model;
     o->embed(f->b, &plan, f->act[ACT_X], f->w->tok_embd, d);
+    o->rmsnorm(f->b, f->act[ACT_H], f->act[ACT_X], f->w->layers[0].attn_norm, b->n_tokens, d,
+               c->norm_eps);
     for (int l = 0; l < c->n_layer; l++)
         forward_layer(f, &plan, l, b->n_tokens);
     if (plan.n_logits > 0) {

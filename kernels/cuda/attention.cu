@@ -7,12 +7,12 @@
 // keys staged in shared memory, keeping one online-softmax state (max, sum,
 // accumulator) per query head in fp32; carrying the state from one level to
 // the next is the log-sum-exp merge. The query is re-rotated per level
-// (differential RoPE). This is the correct-first version: scalar FMAs, no
-// split over long contexts, no tensor cores (see issue 5).
+// (differential RoPE). This tiled kernel serves the shapes the split kernel
+// below does not (head_dim other than 64/128/256, groups over 8).
 #include "cuda/krn_attn.h"
 #include "cuda/krn_cuda_internal.cuh"
 
-#define TILE 32
+#define TILE    32
 #define THREADS 128
 
 // Rotates the pair (x1, x2) = (x[i], x[i + half]) by angle pos * inv_freq[i].
@@ -31,7 +31,8 @@ static __device__ __forceinline__ size_t kv_offset(const krn_kv_layer &kv, int32
     return (((size_t)page * kv.n_kv_head + kvh) * kv.page_size + slot) * kv.head_dim;
 }
 
-static __global__ void rope_store_kv_kernel(krn_step st, krn_kv_layer kv, const float *__restrict__ k,
+static __global__ void rope_store_kv_kernel(krn_step st, krn_kv_layer kv,
+                                            const float *__restrict__ k,
                                             const float *__restrict__ v,
                                             const float *__restrict__ inv_freq)
 {
@@ -202,15 +203,339 @@ static __global__ void paged_attention_kernel(krn_step st, krn_kv_layer kv,
     }
 }
 
+// ---- split-KV attention (flash-decoding) ----
+//
+// One block per (token, kv head, split) of SPLIT_WARPS warps. A key row of
+// HD bf16 is read by HD / 8 lanes, 16 bytes each, so a warp covers 256 / HD
+// keys per load and a block KPB; U such loads (2 or 4) are in flight
+// before the first use. Each lane keeps an online-softmax state (max and sum
+// in the log2 domain, its 8 accumulator columns) for every query head of the
+// group; states merge by log-sum-exp across the lanes of a warp (shuffles),
+// then across warps (shared memory). The token's keys are its levels laid end
+// to end; split s takes a contiguous slice of them, so a long level is shared
+// by several blocks. With one split the block writes the output; otherwise it
+// writes its normalised partial output and log2-sum-exp, and merge_kernel
+// combines the splits.
+#define SPLIT_WARPS 4
+
+template <int HD, int G> struct split_shape {
+    static constexpr int LPK = HD / 8;            // lanes per key
+    static constexpr int KPW = 32 / LPK;          // keys per warp per load
+    static constexpr int KPB = KPW * SPLIT_WARPS; // keys per block per load
+    static constexpr int U = G >= 8 ? 2 : 4;      // loads in flight (registers)
+    static constexpr int STEP = KPB * U;          // keys per iteration
+};
+
+static __device__ __forceinline__ void bf16x8_to_f32(const uint4 &r, float *f)
+{
+    const __nv_bfloat162 *h = reinterpret_cast<const __nv_bfloat162 *>(&r);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 x = __bfloat1622float2(h[i]);
+        f[2 * i] = x.x;
+        f[2 * i + 1] = x.y;
+    }
+}
+
+// Keys of token t over all its levels (segments, then the causal tail).
+static __device__ int32_t token_keys(const krn_step &st, int t, const int32_t *seq)
+{
+    int32_t n = st.tok_idx[t] + 1;
+    for (int i = 0; i < seq[KRN_SEQ_N_SEGS]; i++)
+        n += st.seg_info[(size_t)(seq[KRN_SEQ_FIRST_SEG] + i) * KRN_SEG_FIELDS + KRN_SEG_LEN];
+    return n;
+}
+
+template <int HD, int G>
+static __global__ void __launch_bounds__(SPLIT_WARPS * 32)
+    split_attention_kernel(krn_step st, krn_kv_layer kv, __nv_bfloat16 *__restrict__ out,
+                           float *__restrict__ part_o, float *__restrict__ part_lse,
+                           const float *__restrict__ q, const float *__restrict__ inv_freq,
+                           int n_head, float scale_log2, int n_split)
+{
+    using S = split_shape<HD, G>;
+    __shared__ __align__(16) float qs[G * HD];
+    __shared__ __align__(16) float red_acc[SPLIT_WARPS][G][HD];
+    __shared__ float red_m[SPLIT_WARPS][G], red_l[SPLIT_WARPS][G];
+    const int t = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
+    const int group = n_head / kv.n_kv_head;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int kk = lane / S::LPK, d0 = (lane % S::LPK) * 8;
+    const int32_t *seq = st.seq_info + (size_t)st.tok_seq[t] * KRN_SEQ_FIELDS;
+    const int n_segs = seq[KRN_SEQ_N_SEGS];
+    const int32_t pos = st.tok_pos[t];
+    const int32_t total = token_keys(st, t, seq);
+    int32_t chunk = (total + n_split - 1) / n_split;
+    chunk = (chunk + S::KPB - 1) / S::KPB * S::KPB;
+    const int32_t k0 = split * chunk, k1 = min(total, k0 + chunk);
+
+    float m[G], l[G], acc[G][8];
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+        m[g] = -INFINITY;
+        l[g] = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            acc[g][e] = 0.0f;
+    }
+    const float *qt = q + ((size_t)t * n_head + (size_t)kvh * group) * HD;
+    const __nv_bfloat16 *K = bf(kv.k), *V = bf(kv.v);
+    int32_t base = 0;
+    for (int lv = 0; lv <= n_segs; lv++) {
+        const int32_t *pages;
+        int32_t len;
+        float rot;
+        if (lv < n_segs) {
+            const int32_t *g = st.seg_info + (size_t)(seq[KRN_SEQ_FIRST_SEG] + lv) * KRN_SEG_FIELDS;
+            pages = st.pages + g[KRN_SEG_PAGES];
+            len = g[KRN_SEG_LEN];
+            rot = (float)(pos - g[KRN_SEG_POS] + g[KRN_SEG_ROT_BASE]);
+        } else {
+            pages = st.pages + seq[KRN_SEQ_TAIL_PAGES];
+            len = st.tok_idx[t] + 1;
+            rot = (float)pos;
+        }
+        const int32_t lo = max(k0, base) - base, hi = min(k1, base + len) - base;
+        base += len;
+        if (lo >= hi)
+            continue;    // block-uniform
+        __syncthreads(); // the previous level's readers of qs are done
+        for (int i = threadIdx.x; i < group * (HD / 2); i += blockDim.x) {
+            int g = i / (HD / 2), e = i % (HD / 2);
+            float x1 = qt[g * HD + e], x2 = qt[g * HD + e + HD / 2];
+            rope_pair(x1, x2, rot, inv_freq[e]);
+            qs[g * HD + e] = x1 * scale_log2;
+            qs[g * HD + e + HD / 2] = x2 * scale_log2;
+        }
+        __syncthreads();
+        float qr[G][8];
+#pragma unroll
+        for (int g = 0; g < G; g++)
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                qr[g][e] = g < group ? qs[g * HD + d0 + e] : 0.0f;
+        for (int32_t j0 = lo; j0 < hi; j0 += S::STEP) {
+            uint4 kr[S::U], vr[S::U];
+            bool ok[S::U];
+#pragma unroll
+            for (int u = 0; u < S::U; u++) {
+                const int32_t j = j0 + u * S::KPB + warp * S::KPW + kk;
+                ok[u] = j < hi;
+                if (ok[u]) {
+                    size_t off = kv_offset(kv, pages[j / kv.page_size], kvh, j % kv.page_size) + d0;
+                    kr[u] = *reinterpret_cast<const uint4 *>(K + off);
+                    vr[u] = *reinterpret_cast<const uint4 *>(V + off);
+                } else {
+                    kr[u] = make_uint4(0, 0, 0, 0);
+                    vr[u] = make_uint4(0, 0, 0, 0);
+                }
+            }
+            float s[S::U][G];
+#pragma unroll
+            for (int u = 0; u < S::U; u++) {
+                float kf[8];
+                bf16x8_to_f32(kr[u], kf);
+#pragma unroll
+                for (int g = 0; g < G; g++) {
+                    float d = 0.0f;
+#pragma unroll
+                    for (int e = 0; e < 8; e++)
+                        d = fmaf(qr[g][e], kf[e], d);
+#pragma unroll
+                    for (int o = S::LPK / 2; o > 0; o >>= 1)
+                        d += __shfl_xor_sync(0xffffffffu, d, o);
+                    s[u][g] = ok[u] ? d : -INFINITY;
+                }
+            }
+#pragma unroll
+            for (int g = 0; g < G; g++) {
+                float mx = m[g];
+#pragma unroll
+                for (int u = 0; u < S::U; u++)
+                    mx = fmaxf(mx, s[u][g]);
+                if (mx == -INFINITY)
+                    continue;
+                const float corr = exp2f(m[g] - mx);
+                l[g] *= corr;
+#pragma unroll
+                for (int e = 0; e < 8; e++)
+                    acc[g][e] *= corr;
+#pragma unroll
+                for (int u = 0; u < S::U; u++) {
+                    const float p = exp2f(s[u][g] - mx);
+                    float vf[8];
+                    bf16x8_to_f32(vr[u], vf);
+                    l[g] += p;
+#pragma unroll
+                    for (int e = 0; e < 8; e++)
+                        acc[g][e] = fmaf(p, vf[e], acc[g][e]);
+                }
+                m[g] = mx;
+            }
+        }
+    }
+    // Merge the warp's key slots (lanes with the same columns), then the warps.
+#pragma unroll
+    for (int o = S::LPK; o < 32; o <<= 1) {
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+            const float mo = __shfl_xor_sync(0xffffffffu, m[g], o);
+            const float lo_ = __shfl_xor_sync(0xffffffffu, l[g], o);
+            float ao[8];
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                ao[e] = __shfl_xor_sync(0xffffffffu, acc[g][e], o);
+            const float M = fmaxf(m[g], mo);
+            if (M == -INFINITY)
+                continue;
+            const float c1 = exp2f(m[g] - M), c2 = exp2f(mo - M);
+            l[g] = l[g] * c1 + lo_ * c2;
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                acc[g][e] = acc[g][e] * c1 + ao[e] * c2;
+            m[g] = M;
+        }
+    }
+    if (kk == 0) {
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                red_acc[warp][g][d0 + e] = acc[g][e];
+            if (d0 == 0) {
+                red_m[warp][g] = m[g];
+                red_l[warp][g] = l[g];
+            }
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < group * HD; i += blockDim.x) {
+        const int g = i / HD, e = i % HD;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < SPLIT_WARPS; w++)
+            M = fmaxf(M, red_m[w][g]);
+        float L = 0.0f, A = 0.0f;
+        if (M != -INFINITY) {
+#pragma unroll
+            for (int w = 0; w < SPLIT_WARPS; w++) {
+                const float c = exp2f(red_m[w][g] - M);
+                L += red_l[w][g] * c;
+                A += red_acc[w][g][e] * c;
+            }
+        }
+        const size_t row = (size_t)t * n_head + (size_t)kvh * group + g;
+        if (n_split == 1) {
+            out[row * HD + e] = __float2bfloat16_rn(L > 0.0f ? A / L : 0.0f);
+        } else {
+            const size_t r = row * n_split + split;
+            part_o[r * HD + e] = L > 0.0f ? A / L : 0.0f;
+            if (e == 0)
+                part_lse[r] = L > 0.0f ? M + log2f(L) : -INFINITY;
+        }
+    }
+}
+
+// out[row] = the splits' outputs weighted by 2^lse (log-sum-exp merge).
+static __global__ void merge_kernel(__nv_bfloat16 *__restrict__ out,
+                                    const float *__restrict__ part_o,
+                                    const float *__restrict__ part_lse, int n_split, int hd)
+{
+    const size_t row = blockIdx.x;
+    const float *lse = part_lse + row * n_split;
+    float M = -INFINITY;
+    for (int s = 0; s < n_split; s++)
+        M = fmaxf(M, lse[s]);
+    for (int e = threadIdx.x; e < hd; e += blockDim.x) {
+        float L = 0.0f, A = 0.0f;
+        for (int s = 0; s < n_split; s++) {
+            if (lse[s] == -INFINITY)
+                continue;
+            const float w = exp2f(lse[s] - M);
+            L += w;
+            A += w * part_o[(row * n_split + s) * hd + e];
+        }
+        out[row * hd + e] = __float2bfloat16_rn(L > 0.0f ? A / L : 0.0f);
+    }
+}
+
+template <int HD, int G>
+static void split_launch(const krn_step *step, const krn_kv_layer &kv, krn_bf16 *out, float *part,
+                         const float *q, const float *inv_freq, int n_head, float scale,
+                         int n_split, cudaStream_t stream)
+{
+    dim3 grid((unsigned)step->n_tokens, (unsigned)kv.n_kv_head, (unsigned)n_split);
+    // part: n_split outputs per row, then their log2-sum-exps
+    const size_t rows = (size_t)step->n_tokens * n_head * n_split;
+    float *part_lse = n_split > 1 ? part + rows * HD : nullptr;
+    split_attention_kernel<HD, G>
+        <<<grid, SPLIT_WARPS * 32, 0, stream>>>(*step, kv, bf(out), part, part_lse, q, inv_freq,
+                                                n_head, scale * 1.4426950408889634f, n_split);
+    const int merge_threads = HD < 128 ? HD : 128;
+    if (n_split > 1)
+        merge_kernel<<<(unsigned)((size_t)step->n_tokens * n_head), merge_threads, 0, stream>>>(
+            bf(out), part, part_lse, n_split, HD);
+}
+
+template <int HD>
+static bool split_dispatch_g(int group, const krn_step *step, const krn_kv_layer &kv, krn_bf16 *out,
+                             float *part, const float *q, const float *inv_freq, int n_head,
+                             float scale, int n_split, cudaStream_t stream)
+{
+    switch (group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : group <= 8 ? 8 : 0) {
+    case 1:
+        split_launch<HD, 1>(step, kv, out, part, q, inv_freq, n_head, scale, n_split, stream);
+        return true;
+    case 2:
+        split_launch<HD, 2>(step, kv, out, part, q, inv_freq, n_head, scale, n_split, stream);
+        return true;
+    case 4:
+        split_launch<HD, 4>(step, kv, out, part, q, inv_freq, n_head, scale, n_split, stream);
+        return true;
+    case 8:
+        split_launch<HD, 8>(step, kv, out, part, q, inv_freq, n_head, scale, n_split, stream);
+        return true;
+    default:
+        return false;
+    }
+}
+
+extern "C" bool krn_attn_split_supported(int n_head, int n_kv_head, int head_dim)
+{
+    return n_kv_head > 0 && n_head % n_kv_head == 0 && n_head / n_kv_head <= 8 &&
+           (head_dim == 64 || head_dim == 128 || head_dim == 256);
+}
+
+extern "C" size_t krn_attn_part_floats(int n_tokens, int n_head, int head_dim, int n_split)
+{
+    return (size_t)n_tokens * n_head * n_split * ((size_t)head_dim + 1);
+}
+
 extern "C" bi_status krn_paged_attention(const krn_step *step, krn_kv_layer kv, krn_bf16 *out,
                                          const float *q, const float *inv_freq, int n_head,
-                                         float scale, cudaStream_t stream)
+                                         float scale, int n_split, float *part, cudaStream_t stream)
 {
     if (kv.head_dim <= 0 || kv.head_dim % 2 || kv.head_dim > KRN_ATTN_MAX_HEAD_DIM ||
-        kv.n_kv_head <= 0 || n_head <= 0 || n_head % kv.n_kv_head || kv.page_size <= 0)
+        kv.n_kv_head <= 0 || n_head <= 0 || n_head % kv.n_kv_head || kv.page_size <= 0 ||
+        n_split < 1 || n_split > 65535 || (n_split > 1 && !part))
         return BI_INVALID_ARGUMENT;
     if (step->n_tokens <= 0)
         return BI_OK;
+    if (krn_attn_split_supported(n_head, kv.n_kv_head, kv.head_dim)) {
+        const int group = n_head / kv.n_kv_head;
+        if (kv.head_dim == 64)
+            split_dispatch_g<64>(group, step, kv, out, part, q, inv_freq, n_head, scale, n_split,
+                                 stream);
+        else if (kv.head_dim == 128)
+            split_dispatch_g<128>(group, step, kv, out, part, q, inv_freq, n_head, scale, n_split,
+                                  stream);
+        else
+            split_dispatch_g<256>(group, step, kv, out, part, q, inv_freq, n_head, scale, n_split,
+                                  stream);
+        return krn_launched();
+    }
+    // Other shapes: one block per (token, kv head) over every key; n_split is
+    // ignored.
     size_t smem = attn_smem_bytes(n_head / kv.n_kv_head, kv.head_dim);
     if (smem > 48 * 1024 &&
         cudaFuncSetAttribute(paged_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,

@@ -1,5 +1,6 @@
 // elem.cu - elementwise ops of the forward pass: embedding gather, fp32 ->
-// bf16 conversion, residual add, bias add, SwiGLU.
+// bf16 conversion, residual add, bias add, SwiGLU, and the splitting of
+// fused projections.
 #include "cuda/krn_cuda_internal.cuh"
 #include "cuda/krn_elem.h"
 
@@ -48,10 +49,74 @@ static __global__ void silu_mul_kernel(__nv_bfloat16 *__restrict__ out,
     }
 }
 
+// Splits rows of a fused projection y [M][n0 + n1 + n2] into three outputs,
+// adding each one's bias (NULL: none).
+static __global__ void split3_kernel(float *__restrict__ o0, float *__restrict__ o1,
+                                     float *__restrict__ o2, const float *__restrict__ y,
+                                     const float *__restrict__ b0, const float *__restrict__ b1,
+                                     const float *__restrict__ b2, int M, int n0, int n1, int n2)
+{
+    const int N = n0 + n1 + n2;
+    const size_t total = (size_t)M * N;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const size_t m = i / N;
+        int c = (int)(i % N);
+        float v = y[i];
+        if (c < n0) {
+            o0[m * n0 + c] = b0 ? v + b0[c] : v;
+        } else if ((c -= n0) < n1) {
+            o1[m * n1 + c] = b1 ? v + b1[c] : v;
+        } else {
+            c -= n1;
+            o2[m * n2 + c] = b2 ? v + b2[c] : v;
+        }
+    }
+}
+
+// out[m][i] = silu(y[m][i]) * y[m][ff + i]: SwiGLU over a fused gate|up row.
+static __global__ void silu_mul_cat_kernel(__nv_bfloat16 *__restrict__ out,
+                                           const float *__restrict__ y, int M, int ff)
+{
+    const size_t total = (size_t)M * ff;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const size_t m = i / ff, c = i % ff;
+        const float g = y[m * 2 * ff + c];
+        out[i] = __float2bfloat16_rn(g / (1.0f + expf(-g)) * y[m * 2 * ff + ff + c]);
+    }
+}
+
 static const int THREADS = 256;
 
-extern "C" bi_status krn_embed(float *x, const krn_bf16 *table, const int32_t *tokens, int n,
-                               int d, cudaStream_t stream)
+extern "C" bi_status krn_split3(float *o0, float *o1, float *o2, const float *y, const float *b0,
+                                const float *b1, const float *b2, int M, int n0, int n1, int n2,
+                                cudaStream_t stream)
+{
+    if (M < 0 || n0 < 0 || n1 < 0 || n2 < 0)
+        return BI_INVALID_ARGUMENT;
+    size_t n = (size_t)M * ((size_t)n0 + n1 + n2);
+    if (n == 0)
+        return BI_OK;
+    split3_kernel<<<krn_blocks(n, THREADS), THREADS, 0, stream>>>(o0, o1, o2, y, b0, b1, b2, M, n0,
+                                                                  n1, n2);
+    return krn_launched();
+}
+
+extern "C" bi_status krn_silu_mul_cat(krn_bf16 *out, const float *y, int M, int ff,
+                                      cudaStream_t stream)
+{
+    if (M < 0 || ff < 0)
+        return BI_INVALID_ARGUMENT;
+    size_t n = (size_t)M * ff;
+    if (n == 0)
+        return BI_OK;
+    silu_mul_cat_kernel<<<krn_blocks(n, THREADS), THREADS, 0, stream>>>(bf(out), y, M, ff);
+    return krn_launched();
+}
+
+extern "C" bi_status krn_embed(float *x, const krn_bf16 *table, const int32_t *tokens, int n, int d,
+                               cudaStream_t stream)
 {
     if (n < 0 || d < 0)
         return BI_INVALID_ARGUMENT;

@@ -12,8 +12,8 @@ extern "C" bi_status krn_gemm_bf16(cublasHandle_t h, float *y, const krn_bf16 *x
     // Row-major y = x w^T is column-major y^T (N x M) = w (N x K, stored as
     // K x N column-major, transposed) times x^T (K x M).
     const float one = 1.0f, zero = 0.0f;
-    cublasStatus_t s = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, w, CUDA_R_16BF, K,
-                                    x, CUDA_R_16BF, K, &zero, y, CUDA_R_32F, N, CUBLAS_COMPUTE_32F,
-                                    CUBLAS_GEMM_DEFAULT);
+    cublasStatus_t s =
+        cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, w, CUDA_R_16BF, K, x, CUDA_R_16BF,
+                     K, &zero, y, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     return s == CUBLAS_STATUS_SUCCESS ? BI_OK : BI_DEVICE;
 }

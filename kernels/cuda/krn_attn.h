@@ -17,6 +17,9 @@
 #ifndef KRN_ATTN_H
 #define KRN_ATTN_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include <cuda_runtime_api.h>
 
 #include "common/status.h"
@@ -36,9 +39,21 @@ bi_status krn_rope_store_kv(const krn_step *step, krn_kv_layer kv, const float *
 
 /* out[t][h] (bf16) = softmax-weighted V over every level of t's sequence:
  * its segments in full, then its tail up to and including slot tok_idx[t]
- * (causal). q: [n_tokens][n_head][head_dim] fp32, unrotated. */
+ * (causal). q: [n_tokens][n_head][head_dim] fp32, unrotated.
+ * Where krn_attn_split_supported(), each token's keys (its levels end to end)
+ * are cut into n_split slices attended by separate blocks and merged by
+ * log-sum-exp (flash-decoding); part is device scratch of
+ * krn_attn_part_floats() floats (unused, may be NULL, when n_split is 1).
+ * Other shapes use one block per (token, kv head) and ignore n_split. */
 bi_status krn_paged_attention(const krn_step *step, krn_kv_layer kv, krn_bf16 *out, const float *q,
-                              const float *inv_freq, int n_head, float scale, cudaStream_t stream);
+                              const float *inv_freq, int n_head, float scale, int n_split,
+                              float *part, cudaStream_t stream);
+
+/* True when the split kernel handles the shape: head_dim 64, 128 or 256 and
+ * at most 8 query heads per kv head. */
+bool krn_attn_split_supported(int n_head, int n_kv_head, int head_dim);
+/* Scratch floats krn_paged_attention needs for n_split > 1. */
+size_t krn_attn_part_floats(int n_tokens, int n_head, int head_dim, int n_split);
 
 #ifdef __cplusplus
 }

@@ -34,6 +34,15 @@ bi_status krn_add_bias(float *y, const float *bias, int M, int N, cudaStream_t s
 bi_status krn_silu_mul(krn_bf16 *out, const float *gate, const float *up, size_t n,
                        cudaStream_t stream);
 
+/* Rows of a fused projection y [M][n0 + n1 + n2] go to o0 [M][n0], o1 [M][n1]
+ * and o2 [M][n2], each plus its bias (NULL: none). */
+bi_status krn_split3(float *o0, float *o1, float *o2, const float *y, const float *b0,
+                     const float *b1, const float *b2, int M, int n0, int n1, int n2,
+                     cudaStream_t stream);
+/* out[m][i] = bf16(silu(y[m][i]) * y[m][ff + i]) for a fused gate|up y
+ * [M][2 ff]. */
+bi_status krn_silu_mul_cat(krn_bf16 *out, const float *y, int M, int ff, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,6 +21,10 @@ extern "C" {
 /* y[r] = bf16(rmsnorm(x[rows ? rows[r] : r]) * w) for M rows of D. */
 bi_status krn_rmsnorm_bf16(krn_bf16 *y, const float *x, const int32_t *rows, const float *w, int M,
                            int D, float eps, cudaStream_t stream);
+/* x[r] += y[r], then h[r] = bf16(rmsnorm(x[r]) * w), M rows of D (the
+ * residual add fused with the next norm). */
+bi_status krn_add_rmsnorm_bf16(krn_bf16 *h, float *x, const float *y, const float *w, int M, int D,
+                               float eps, cudaStream_t stream);
 /* x[r] = rmsnorm(x[r]) * w in place, M rows of D. */
 bi_status krn_rmsnorm_f32(float *x, const float *w, int M, int D, float eps, cudaStream_t stream);
 

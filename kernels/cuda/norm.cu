@@ -45,6 +45,32 @@ static __global__ void rmsnorm_f32_kernel(float *__restrict__ x, const float *__
         xr[i] = xr[i] * s * w[i];
 }
 
+// x += y, then y_out = bf16(rmsnorm(x) * w): the residual add and the next
+// norm in one pass over the row.
+static __global__ void add_rmsnorm_kernel(__nv_bfloat16 *__restrict__ h, float *__restrict__ x,
+                                          const float *__restrict__ y, const float *__restrict__ w,
+                                          int D, float eps)
+{
+    float *xr = x + (size_t)blockIdx.x * D;
+    const float *yr = y + (size_t)blockIdx.x * D;
+    for (int i = threadIdx.x; i < D; i += blockDim.x)
+        xr[i] += yr[i]; // each thread re-reads only what it wrote
+    float s = row_inv_rms(xr, D, eps);
+    for (int i = threadIdx.x; i < D; i += blockDim.x)
+        h[(size_t)blockIdx.x * D + i] = __float2bfloat16_rn(xr[i] * s * w[i]);
+}
+
+extern "C" bi_status krn_add_rmsnorm_bf16(krn_bf16 *h, float *x, const float *y, const float *w,
+                                          int M, int D, float eps, cudaStream_t stream)
+{
+    if (M < 0 || D <= 0)
+        return BI_INVALID_ARGUMENT;
+    if (M == 0)
+        return BI_OK;
+    add_rmsnorm_kernel<<<M, THREADS, 0, stream>>>(bf(h), x, y, w, D, eps);
+    return krn_launched();
+}
+
 extern "C" bi_status krn_rmsnorm_bf16(krn_bf16 *y, const float *x, const int32_t *rows,
                                       const float *w, int M, int D, float eps, cudaStream_t stream)
 {

@@ -88,6 +88,81 @@ static void check_rmsnorm(void)
     free(x), free(w), free(ref), free(out);
 }
 
+/* The fused residual add + norm, and the fused projections' split and
+ * SwiGLU, against plain loops. */
+static void check_fused(void)
+{
+    const int M = 19, D = 576, n0 = 320, n1 = 64, n2 = 64, N = n0 + n1 + n2, ff = 200;
+    float *x = malloc(sizeof(float) * M * D), *y = malloc(sizeof(float) * M * D),
+          *w = malloc(sizeof(float) * D), *ref = malloc(sizeof(float) * M * D),
+          *out = malloc(sizeof(float) * M * D), *xs = malloc(sizeof(float) * M * D);
+    fill_rand(x, (size_t)M * D, 3.0f);
+    fill_rand(y, (size_t)M * D, 1.0f);
+    fill_rand(w, D, 1.5f);
+    for (size_t i = 0; i < (size_t)M * D; i++)
+        xs[i] = x[i] + y[i];
+    krn_cpu_rmsnorm(ref, xs, w, M, D, 1e-5f);
+    float *dx = dev_upload(x, sizeof(float) * M * D), *dy = dev_upload(y, sizeof(float) * M * D),
+          *dw = dev_upload(w, sizeof(float) * D);
+    void *dh = dev_poisoned(2u * M * D);
+    EXPECT(krn_add_rmsnorm_bf16(dh, dx, dy, dw, M, D, 1e-5f, 0) == BI_OK, "add_rmsnorm");
+    download_bf16(out, dh, (size_t)M * D);
+    double e = rel_err(out, ref, (size_t)M * D);
+    CUDA_OR_DIE(cudaMemcpy(out, dx, sizeof(float) * M * D, cudaMemcpyDeviceToHost));
+    double ex = rel_err(out, xs, (size_t)M * D);
+    printf("  add+rmsnorm      rel_err %.2e (sum %.2e)\n", e, ex);
+    EXPECT(e <= 1e-2 && ex == 0.0, "add_rmsnorm rel_err %.3e, sum %.3e", e, ex);
+    EXPECT(krn_add_rmsnorm_bf16(dh, dx, dy, dw, M, 0, 1e-5f, 0) == BI_INVALID_ARGUMENT,
+           "D = 0 accepted");
+
+    /* split3 with biases on the first and last part only */
+    float *f = malloc(sizeof(float) * M * N), *b0 = malloc(sizeof(float) * n0),
+          *b2 = malloc(sizeof(float) * n2), *o = malloc(sizeof(float) * M * N);
+    fill_rand(f, (size_t)M * N, 2.0f);
+    fill_rand(b0, n0, 1.0f);
+    fill_rand(b2, n2, 1.0f);
+    float *df = dev_upload(f, sizeof(float) * M * N), *db0 = dev_upload(b0, sizeof(float) * n0),
+          *db2 = dev_upload(b2, sizeof(float) * n2);
+    float *d0 = dev_poisoned(sizeof(float) * M * n0), *d1 = dev_poisoned(sizeof(float) * M * n1),
+          *d2 = dev_poisoned(sizeof(float) * M * n2);
+    EXPECT(krn_split3(d0, d1, d2, df, db0, NULL, db2, M, n0, n1, n2, 0) == BI_OK, "split3");
+    size_t bad = 0;
+    CUDA_OR_DIE(cudaMemcpy(o, d0, sizeof(float) * M * n0, cudaMemcpyDeviceToHost));
+    for (int m = 0; m < M; m++)
+        for (int c = 0; c < n0; c++)
+            bad += o[m * n0 + c] != f[m * N + c] + b0[c];
+    CUDA_OR_DIE(cudaMemcpy(o, d1, sizeof(float) * M * n1, cudaMemcpyDeviceToHost));
+    for (int m = 0; m < M; m++)
+        for (int c = 0; c < n1; c++)
+            bad += o[m * n1 + c] != f[m * N + n0 + c];
+    CUDA_OR_DIE(cudaMemcpy(o, d2, sizeof(float) * M * n2, cudaMemcpyDeviceToHost));
+    for (int m = 0; m < M; m++)
+        for (int c = 0; c < n2; c++)
+            bad += o[m * n2 + c] != f[m * N + n0 + n1 + c] + b2[c];
+    printf("  split3           %zu elements differ\n", bad);
+    EXPECT(bad == 0, "split3: %zu elements differ", bad);
+
+    /* SwiGLU over gate|up rows (reusing f as [M][2 ff]) */
+    float *g = malloc(sizeof(float) * M * ff), *u = malloc(sizeof(float) * M * ff);
+    for (int m = 0; m < M; m++)
+        for (int c = 0; c < ff; c++) {
+            g[m * ff + c] = f[m * 2 * ff + c];
+            u[m * ff + c] = f[m * 2 * ff + ff + c];
+        }
+    krn_cpu_silu_mul(ref, g, u, (size_t)M * ff);
+    void *ds = dev_poisoned(2u * M * ff);
+    EXPECT(krn_silu_mul_cat(ds, df, M, ff, 0) == BI_OK, "silu_mul_cat");
+    download_bf16(out, ds, (size_t)M * ff);
+    e = rel_err(out, ref, (size_t)M * ff);
+    printf("  silu_mul (cat)   rel_err %.2e\n", e);
+    EXPECT(e <= 1e-2, "silu_mul_cat rel_err %.3e", e);
+    EXPECT(krn_silu_mul_cat(ds, df, -1, ff, 0) == BI_INVALID_ARGUMENT, "M < 0 accepted");
+    cudaFree(dx), cudaFree(dy), cudaFree(dw), cudaFree(dh), cudaFree(df), cudaFree(db0);
+    cudaFree(db2), cudaFree(d0), cudaFree(d1), cudaFree(d2), cudaFree(ds);
+    free(x), free(y), free(w), free(ref), free(out), free(xs), free(f), free(b0), free(b2);
+    free(o), free(g), free(u);
+}
+
 static void check_gemm(cublasHandle_t h, int M, int N, int K, int with_bias)
 {
     float *xf = malloc(sizeof(float) * M * K), *wf = malloc(sizeof(float) * N * K),
@@ -164,6 +239,7 @@ int main(void)
     check_embed();
     check_rmsnorm();
     check_elementwise();
+    check_fused();
     const int shapes[][3] = {{1, 2048, 2048}, {7, 320, 576}, {64, 5632, 2048}, {300, 64, 96}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         check_gemm(h, shapes[i][0], shapes[i][1], shapes[i][2], (int)(i & 1));
