@@ -15,10 +15,10 @@
  * plan's device layout) hashes to a key seen before is captured once as a
  * CUDA graph and replayed from then on, so a decode step costs one launch
  * instead of hundreds; the key covers every pointer and size the kernels are
- * given, so a replay does exactly what running the log would. Logits go to
- * pinned host memory and are copied to the caller after the step's one
- * synchronisation. The first failure of a step is kept and reported by
- * finish(); nothing here aborts.
+ * given, so a replay does exactly what running the log would. Only the rows
+ * asked for are computed; they come back through a pinned double buffer
+ * (copy_logits), and the step ends with one stream synchronisation. The first failure of a step is
+ * kept and reported by finish(); nothing here aborts.
  *
  * Fusions the forward pass asks for (qkv, mlp_in, add_rmsnorm) use one GEMM
  * over weights that upload placed back to back (wq|wk|wv, w_gate|w_up).
@@ -49,6 +49,7 @@
 #define SPLIT_MIN_KEYS   32  /* fewest keys per attention slice */
 #define SPLIT_MAX        64
 #define BLAS_WORKSPACE   ((size_t)32 << 20)
+#define LOGIT_CHUNK      ((size_t)1 << 20) /* floats per pinned half-buffer (4 MiB) */
 
 /* One op of the step, as recorded by the op functions and run by finish().
  * Zeroed before filling, so that its bytes (padding included) hash
@@ -102,8 +103,8 @@ typedef struct cuda_backend {
     int n_sm;
     float *logits_d;
     size_t logits_cap; /* floats */
-    float *logits_h;   /* pinned */
-    size_t logits_h_cap;
+    float *logits_h;   /* pinned: two halves of LOGIT_CHUNK floats */
+    cudaEvent_t half_done[2];
     float *logits_dst; /* the caller's buffer for this step, NULL: no logits */
     size_t logits_n;
     /* scratch: attention partials, fused projection outputs */
@@ -550,8 +551,6 @@ static bi_status cuda_begin(eng_backend *b, const eng_plan *plan)
     if ((st = grow_pinned((void **)&cb->meta_h, &cb->meta_h_cap, need, sizeof(int32_t))) != BI_OK ||
         (st = grow_device((void **)&cb->meta_d, &cb->meta_d_cap, need, sizeof(int32_t))) != BI_OK ||
         (st = grow_device((void **)&cb->logits_d, &cb->logits_cap, n_logit_floats,
-                          sizeof(float))) != BI_OK ||
-        (st = grow_pinned((void **)&cb->logits_h, &cb->logits_h_cap, n_logit_floats,
                           sizeof(float))) != BI_OK)
         return st;
     int32_t *at[4];
@@ -735,7 +734,7 @@ static void cuda_logits(eng_backend *b, float *logits, const eng_act *h, const e
     if (!r)
         return;
     size_t n = (size_t)rows * vocab;
-    if (n > cb->logits_cap || n > cb->logits_h_cap) { /* begin() sized them for n_logits rows */
+    if (n > cb->logits_cap) { /* begin() sized it for n_logits rows */
         note(cb, BI_INVALID_ARGUMENT, "logits rows");
         return;
     }
@@ -971,19 +970,48 @@ static void run_step(cuda_backend *cb)
     run_log(cb);
 }
 
+/* Copies the step's logits to the caller through the two pinned halves:
+ * the DMA of chunk k runs while the host copies chunk k - 1 out, so large
+ * batches pay about max(PCIe, host memcpy) rather than their sum. */
+static void copy_logits(cuda_backend *cb)
+{
+    const float *src = cb->logits_d;
+    float *dst = cb->logits_dst;
+    size_t n = cb->logits_n, prev_off = 0, prev_len = 0;
+    int k = 0;
+    for (size_t off = 0; off < n && cb->st == BI_OK; off += LOGIT_CHUNK, k++) {
+        size_t len = n - off < LOGIT_CHUNK ? n - off : LOGIT_CHUNK;
+        float *half = cb->logits_h + (size_t)(k % 2) * LOGIT_CHUNK;
+        note_cuda(cb,
+                  cudaMemcpyAsync(half, src + off, len * sizeof(float), cudaMemcpyDeviceToHost,
+                                  cb->stream),
+                  "logits copy");
+        note_cuda(cb, cudaEventRecord(cb->half_done[k % 2], cb->stream), "logits copy");
+        if (k > 0 && cb->st == BI_OK) {
+            note_cuda(cb, cudaEventSynchronize(cb->half_done[(k - 1) % 2]), "logits copy");
+            if (cb->st == BI_OK)
+                memcpy(dst + prev_off, cb->logits_h + (size_t)((k - 1) % 2) * LOGIT_CHUNK,
+                       prev_len * sizeof(float));
+        }
+        prev_off = off;
+        prev_len = len;
+    }
+    if (k > 0 && cb->st == BI_OK) {
+        note_cuda(cb, cudaEventSynchronize(cb->half_done[(k - 1) % 2]), "logits copy");
+        if (cb->st == BI_OK)
+            memcpy(dst + prev_off, cb->logits_h + (size_t)((k - 1) % 2) * LOGIT_CHUNK,
+                   prev_len * sizeof(float));
+    }
+}
+
 static bi_status cuda_finish(eng_backend *b)
 {
     cuda_backend *cb = cuda_of(b);
     if (cb->st == BI_OK)
         run_step(cb);
     if (cb->st == BI_OK && cb->logits_dst)
-        note_cuda(cb,
-                  cudaMemcpyAsync(cb->logits_h, cb->logits_d, cb->logits_n * sizeof(float),
-                                  cudaMemcpyDeviceToHost, cb->stream),
-                  "logits copy");
+        copy_logits(cb);
     note_cuda(cb, cudaStreamSynchronize(cb->stream), "the step");
-    if (cb->st == BI_OK && cb->logits_dst)
-        memcpy(cb->logits_dst, cb->logits_h, cb->logits_n * sizeof(float));
     cb->n_ops = 0;
     cb->logits_dst = NULL;
     bi_status st = cb->st;
@@ -1004,6 +1032,9 @@ static void cuda_destroy(eng_backend *b)
     cudaFree(cb->fuse);
     cudaFree(cb->blas_ws);
     cudaFreeHost(cb->logits_h);
+    for (int i = 0; i < 2; i++)
+        if (cb->half_done[i])
+            cudaEventDestroy(cb->half_done[i]);
     cudaFreeHost(cb->meta_h);
     bi_free(cb->log);
     if (cb->blas)
@@ -1067,6 +1098,9 @@ bi_status eng_backend_cuda_create(int device, eng_backend **out)
         cublasSetStream(cb->blas, cb->stream) != CUBLAS_STATUS_SUCCESS ||
         cudaDeviceGetAttribute(&cb->n_sm, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
         cudaMalloc(&cb->blas_ws, BLAS_WORKSPACE) != cudaSuccess ||
+        cudaMallocHost((void **)&cb->logits_h, 2 * LOGIT_CHUNK * sizeof(float)) != cudaSuccess ||
+        cudaEventCreateWithFlags(&cb->half_done[0], cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&cb->half_done[1], cudaEventDisableTiming) != cudaSuccess ||
         cublasSetWorkspace(cb->blas, cb->blas_ws, BLAS_WORKSPACE) != CUBLAS_STATUS_SUCCESS) {
         BI_LOGE(NULL, "cannot set up CUDA device %d", device);
         cuda_destroy(&cb->base);
