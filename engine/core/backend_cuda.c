@@ -393,22 +393,31 @@ static void cuda_act_free(eng_backend *b, eng_act *a)
 
 /* ---- the step's plan ---- */
 
-/* Grows a device buffer (contents dropped); the previous step is finished. */
-static bi_status grow_device(void **p, size_t *cap, size_t need, size_t elem)
+/* Grows a device buffer, or a pinned host one (contents dropped); the
+ * previous step is finished. */
+static bi_status grow_buf(void **p, size_t *cap, size_t need, size_t elem, bool pinned)
 {
     if (need <= *cap)
         return BI_OK;
     size_t n = need + need / 2, bytes;
     if (!bi_size_mul(n, elem, &bytes))
         return BI_NOMEM;
-    cudaFree(*p);
+    if (pinned)
+        cudaFreeHost(*p);
+    else
+        cudaFree(*p);
     *p = NULL;
     *cap = 0;
-    cudaError_t e = cudaMalloc(p, bytes);
+    cudaError_t e = pinned ? cudaMallocHost(p, bytes) : cudaMalloc(p, bytes);
     if (e != cudaSuccess)
         return cuda_status(e);
     *cap = n;
     return BI_OK;
+}
+
+static bi_status grow_device(void **p, size_t *cap, size_t need, size_t elem)
+{
+    return grow_buf(p, cap, need, elem, false);
 }
 
 /* Int32 elements the packed plan needs; BI_INVALID_ARGUMENT for a segment or
@@ -512,25 +521,6 @@ static int choose_split(const cuda_backend *cb, int32_t n_tokens, int64_t max_ke
     return p;
 }
 
-/* Grows the pinned host buffer (contents dropped); the previous step is
- * finished. */
-static bi_status grow_pinned(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return BI_OK;
-    size_t n = need + need / 2, bytes;
-    if (!bi_size_mul(n, elem, &bytes))
-        return BI_NOMEM;
-    cudaFreeHost(*p);
-    *p = NULL;
-    *cap = 0;
-    cudaError_t e = cudaMallocHost(p, bytes);
-    if (e != cudaSuccess)
-        return cuda_status(e);
-    *cap = n;
-    return BI_OK;
-}
-
 static bi_status cuda_begin(eng_backend *b, const eng_plan *plan)
 {
     cuda_backend *cb = cuda_of(b);
@@ -548,7 +538,8 @@ static bi_status cuda_begin(eng_backend *b, const eng_plan *plan)
     size_t need = 4 * (size_t)bt->n_tokens + (size_t)plan->n_logits +
                   (size_t)bt->n_seqs * KRN_SEQ_FIELDS + n_segs * KRN_SEG_FIELDS + n_pages;
     size_t n_logit_floats = (size_t)plan->n_logits * cb->m->cfg.vocab_size;
-    if ((st = grow_pinned((void **)&cb->meta_h, &cb->meta_h_cap, need, sizeof(int32_t))) != BI_OK ||
+    if ((st = grow_buf((void **)&cb->meta_h, &cb->meta_h_cap, need, sizeof(int32_t), true)) !=
+            BI_OK ||
         (st = grow_device((void **)&cb->meta_d, &cb->meta_d_cap, need, sizeof(int32_t))) != BI_OK ||
         (st = grow_device((void **)&cb->logits_d, &cb->logits_cap, n_logit_floats,
                           sizeof(float))) != BI_OK)

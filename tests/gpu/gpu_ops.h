@@ -158,4 +158,24 @@ static inline bi_status ops_side_step(ops_fx *x, ops_side *s, const eng_fwd_batc
     return st;
 }
 
+/* Runs one batch on both sides with the same fresh random inputs; returns
+ * the relative error of the GPU output (a failed step counts as a failed
+ * check). */
+static inline double ops_both(ops_fx *x, const eng_fwd_batch *b)
+{
+    size_t qn = (size_t)b->n_tokens * x->n_head * x->head_dim,
+           kvn = (size_t)b->n_tokens * x->n_kv_head * x->head_dim;
+    float *q = malloc(qn * 4), *k = malloc(kvn * 4), *v = malloc(kvn * 4), *ref = malloc(qn * 4),
+          *out = malloc(qn * 4);
+    fill_rand(q, qn, 2.0f);
+    fill_rand(k, kvn, 2.0f);
+    fill_rand(v, kvn, 1.0f);
+    bi_status s1 = ops_side_step(x, &x->cpu, b, q, k, v, ref);
+    bi_status s2 = ops_side_step(x, &x->gpu, b, q, k, v, out);
+    EXPECT(s1 == BI_OK && s2 == BI_OK, "step: cpu %s, cuda %s", bi_strerror(s1), bi_strerror(s2));
+    double e = rel_err(out, ref, qn);
+    free(q), free(k), free(v), free(ref), free(out);
+    return e;
+}
+
 #endif

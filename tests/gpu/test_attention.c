@@ -9,25 +9,6 @@
  */
 #include "gpu_ops.h"
 
-/* Runs one batch on both sides with the same random inputs; returns the
- * relative error of the GPU output. */
-static double both(ops_fx *x, const eng_fwd_batch *b)
-{
-    size_t qn = (size_t)b->n_tokens * x->n_head * x->head_dim,
-           kvn = (size_t)b->n_tokens * x->n_kv_head * x->head_dim;
-    float *q = malloc(qn * 4), *k = malloc(kvn * 4), *v = malloc(kvn * 4), *ref = malloc(qn * 4),
-          *out = malloc(qn * 4);
-    fill_rand(q, qn, 2.0f);
-    fill_rand(k, kvn, 2.0f);
-    fill_rand(v, kvn, 1.0f);
-    bi_status s1 = ops_side_step(x, &x->cpu, b, q, k, v, ref);
-    bi_status s2 = ops_side_step(x, &x->gpu, b, q, k, v, out);
-    EXPECT(s1 == BI_OK && s2 == BI_OK, "step: cpu %s, cuda %s", bi_strerror(s1), bi_strerror(s2));
-    double e = rel_err(out, ref, qn);
-    free(q), free(k), free(v), free(ref), free(out);
-    return e;
-}
-
 static void check_config(int n_head, int n_kv_head, int hd)
 {
     ops_fx x;
@@ -42,7 +23,7 @@ static void check_config(int n_head, int n_kv_head, int hd)
         {NULL, 0, py, 23, 0, 5, ENG_LOGITS_NONE},
     };
     eng_fwd_batch b1 = {tok, 68, fill, 3};
-    double e1 = both(&x, &b1);
+    double e1 = ops_both(&x, &b1);
     /* Then: X prefills 20 tokens over A and B (B placed at 40, rotated from
      * 0: differential RoPE), Y decodes over B and its 5-token tail, Z decodes
      * over A and B with an empty tail. */
@@ -53,7 +34,7 @@ static void check_config(int n_head, int n_kv_head, int hd)
         {ab, 2, pz, 63, 0, 1, ENG_LOGITS_NONE},
     };
     eng_fwd_batch b2 = {tok, 22, step, 3};
-    double e2 = both(&x, &b2);
+    double e2 = ops_both(&x, &b2);
     printf("  heads %2d/%d hd %3d: prefill rel_err %.2e, cascade prefill+decode rel_err %.2e\n",
            n_head, n_kv_head, hd, e1, e2);
     EXPECT(e1 <= 1e-2 && e2 <= 1e-2, "rel_err %.3e / %.3e over 1e-2", e1, e2);

@@ -15,25 +15,6 @@
 #define N_CHUNK 4
 #define STEP    512
 
-/* Runs one batch on both sides with fresh random inputs; returns the
- * relative error of the GPU output. */
-static double both(ops_fx *x, const eng_fwd_batch *b)
-{
-    size_t qn = (size_t)b->n_tokens * x->n_head * x->head_dim,
-           kvn = (size_t)b->n_tokens * x->n_kv_head * x->head_dim;
-    float *q = malloc(qn * 4), *k = malloc(kvn * 4), *v = malloc(kvn * 4), *ref = malloc(qn * 4),
-          *out = malloc(qn * 4);
-    fill_rand(q, qn, 2.0f);
-    fill_rand(k, kvn, 2.0f);
-    fill_rand(v, kvn, 1.0f);
-    bi_status s1 = ops_side_step(x, &x->cpu, b, q, k, v, ref);
-    bi_status s2 = ops_side_step(x, &x->gpu, b, q, k, v, out);
-    EXPECT(s1 == BI_OK && s2 == BI_OK, "step: cpu %s, cuda %s", bi_strerror(s1), bi_strerror(s2));
-    double e = rel_err(out, ref, qn);
-    free(q), free(k), free(v), free(ref), free(out);
-    return e;
-}
-
 static void check_config(int n_head, int n_kv_head, int hd)
 {
     const int pages_per_chunk = CHUNK / 16, n_pages = N_CHUNK * pages_per_chunk + 16;
@@ -54,7 +35,7 @@ static void check_config(int n_head, int n_kv_head, int hd)
         for (int t0 = 0; t0 < CHUNK; t0 += STEP) {
             eng_fwd_seq s = {NULL, 0, perm + c * pages_per_chunk, 0, t0, STEP, ENG_LOGITS_NONE};
             eng_fwd_batch b = {tok, STEP, &s, 1};
-            double e = both(&x, &b);
+            double e = ops_both(&x, &b);
             e_fill = e > e_fill ? e : e_fill;
         }
     const int32_t *cp[N_CHUNK];
@@ -77,16 +58,16 @@ static void check_config(int n_head, int n_kv_head, int hd)
         {two, 2, t3, 2 * CHUNK, 0, 1, ENG_LOGITS_NONE},
     };
     eng_fwd_batch db = {tok, 4, dec, 4};
-    double e_dec = both(&x, &db);
+    double e_dec = ops_both(&x, &db);
     /* A 100-token prefill over chunks 2 and 1, then a decode of it. */
     eng_seg pre[] = {{cp[2], CHUNK, 0, 0}, {cp[1], CHUNK, CHUNK, 0}};
     eng_fwd_seq ps = {pre, 2, tp, 2 * CHUNK, 0, 100, ENG_LOGITS_NONE};
     eng_fwd_batch pb = {tok, 100, &ps, 1};
-    double e_pre = both(&x, &pb);
+    double e_pre = ops_both(&x, &pb);
     ps.tail_len = 100;
     ps.n_new = 1;
     pb.n_tokens = 1;
-    double e_pdec = both(&x, &pb);
+    double e_pdec = ops_both(&x, &pb);
     printf("  heads %2d/%d hd %3d: fill %.2e, decode 1..4096 keys %.2e, prefill over 2 levels "
            "%.2e, its decode %.2e\n",
            n_head, n_kv_head, hd, e_fill, e_dec, e_pre, e_pdec);
