@@ -101,8 +101,8 @@ static bi_status rd_str(cursor *c, const char **s, size_t *len, const char *what
  * non-empty, bounded, valid UTF-8 without NUL bytes. */
 static bi_status rd_name(cursor *c, char **out, const char *what)
 {
-    const char *s;
-    size_t n;
+    const char *s = NULL;
+    size_t n = 0;
     bi_status st = rd_str(c, &s, &n, what);
     if (st != BI_OK)
         return st;
