@@ -18,6 +18,7 @@ import braid_pb2 as pb  # noqa: E402
 import pynng  # noqa: E402
 
 PREFIX = "braid.v1.Braid/"
+GREEDY = pb.SamplingParams(temperature=pb.FloatValue(value=0))  # deterministic output
 REPLY = {
     "Health": pb.HealthReply, "RegisterChunk": pb.RegisterChunkReply,
     "GetChunk": pb.GetChunkReply, "ListChunks": pb.ListChunksReply,

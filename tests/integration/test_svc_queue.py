@@ -12,13 +12,12 @@ Usage: test_svc_queue.py BRAIDD MODEL
 import sys
 import time
 
-from svc_rpc import Conn, Server, main_guard, pb, stream_all
+from svc_rpc import GREEDY, Conn, Server, main_guard, pb, stream_all
 
 braidd, model = sys.argv[1], sys.argv[2]
 main_guard(model)
 srv = Server(braidd, "--model", model, "--threads", "2", "--kv-tokens", "4096",
              "--max-batch-tokens", "1024", "--max-queued", "1")
-GREEDY = pb.SamplingParams(temperature=pb.FloatValue(value=0))
 LONG = " ".join(f"Crate {i} holds {i * 7 % 13} red apples and {i * 5 % 11} green pears."
                 for i in range(16))
 

@@ -13,13 +13,12 @@ import sys
 import threading
 import time
 
-from svc_rpc import Conn, Server, main_guard, pb, poll_some, stream_all
+from svc_rpc import GREEDY, Conn, Server, main_guard, pb, poll_some, stream_all
 
 braidd, model = sys.argv[1], sys.argv[2]
 main_guard(model)
 srv = Server(braidd, "--model", model, "--threads", "2", "--kv-tokens", "2048",
              "--max-streams", "6", "--stream-idle-timeout", "3")
-GREEDY = pb.SamplingParams(temperature=pb.FloatValue(value=0))
 
 
 def gen(conn, text="What is the capital of France?", **kw):
