@@ -12,7 +12,7 @@ debs=(
   build-essential cmake ninja-build pkg-config git
   libnng-dev libmbedtls-dev libprotobuf-c-dev protobuf-c-compiler
   libuv1-dev libcmocka-dev libpcre2-dev libcjson-dev
-  protobuf-compiler python3 python3-venv python3-pip unzip
+  protobuf-compiler python3 python3-venv python3-pip unzip openssl
 )
 
 missing=()

@@ -131,6 +131,7 @@ typedef struct braid_stats {
     uint64_t steps, evictions;
     uint32_t open_streams, calls_in_flight;
     uint64_t uptime_ms;
+    uint64_t preemptions;
 } braid_stats;
 
 /* The service's counters (see StatsReply in proto/braid.proto). */

@@ -388,7 +388,8 @@ braid_status braid_stats_get(braid_client *c, braid_stats *out)
                          .evictions = r->evictions,
                          .open_streams = r->open_streams,
                          .calls_in_flight = r->calls_in_flight,
-                         .uptime_ms = r->uptime_ms};
+                         .uptime_ms = r->uptime_ms,
+                         .preemptions = r->preemptions};
     braid__v1__stats_reply__free_unpacked(r, NULL);
     return BRAID_OK;
 }

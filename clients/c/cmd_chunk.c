@@ -218,13 +218,13 @@ int cli_cmd_stats(braid_client *c, int argc, char **argv)
     printf("kv_pages_total: %u\nkv_pages_free: %u\nkv_page_tokens: %u\nkv_page_bytes: %llu\n"
            "chunks: %u\nrunning: %u\nqueued: %u\ngenerations: %llu\nprompt_tokens: %llu\n"
            "cached_prompt_tokens: %llu\ngenerated_tokens: %llu\nsteps: %llu\nevictions: %llu\n"
-           "open_streams: %u\ncalls_in_flight: %u\nuptime_ms: %llu\n",
+           "open_streams: %u\ncalls_in_flight: %u\nuptime_ms: %llu\npreemptions: %llu\n",
            s.kv_pages_total, s.kv_pages_free, s.kv_page_tokens, (unsigned long long)s.kv_page_bytes,
            s.chunks, s.running, s.queued, (unsigned long long)s.generations,
            (unsigned long long)s.prompt_tokens, (unsigned long long)s.cached_prompt_tokens,
            (unsigned long long)s.generated_tokens, (unsigned long long)s.steps,
            (unsigned long long)s.evictions, s.open_streams, s.calls_in_flight,
-           (unsigned long long)s.uptime_ms);
+           (unsigned long long)s.uptime_ms, (unsigned long long)s.preemptions);
     return 0;
 }
 
