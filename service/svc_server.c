@@ -42,7 +42,7 @@ char *svc_wire_str(svc_result *res, const char *s, size_t len)
 {
     if (!s)
         return (char *)"";
-    if (svc_utf8_valid(s, len) && s[len] == 0)
+    if (bi_utf8_valid(s, len) && s[len] == 0)
         return (char *)s;
     char *c = svc_utf8_sanitize(s, len);
     svc_arena *a = &res->arena;

@@ -6,51 +6,6 @@
 
 #include "common/alloc.h"
 
-/* Length of the well-formed UTF-8 sequence at s (n bytes left), 0 if ill-formed
- * (Unicode's table 3-7). */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0)
-            lo = 0xa0; /* overlong */
-        if (c == 0xed)
-            hi = 0x9f; /* surrogates */
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0)
-            lo = 0x90; /* overlong */
-        if (c == 0xf4)
-            hi = 0x8f; /* above U+10FFFF */
-    } else
-        return 0;
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    return len;
-}
-
-bool svc_utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < len;) {
-        size_t k = utf8_seq(p + i, len - i);
-        if (!k)
-            return false;
-        i += k;
-    }
-    return true;
-}
-
 char *svc_utf8_sanitize(const char *s, size_t len)
 {
     size_t cap;
@@ -62,7 +17,7 @@ char *svc_utf8_sanitize(const char *s, size_t len)
     const unsigned char *p = (const unsigned char *)s;
     size_t o = 0;
     for (size_t i = 0; i < len;) {
-        size_t k = utf8_seq(p + i, len - i);
+        size_t k = bi_utf8_seq(p + i, len - i);
         if (k) {
             memcpy(out + o, p + i, k);
             o += k;
@@ -85,7 +40,7 @@ bi_status svc_check_text(const char *field, const char *s, size_t max_len, char 
         snprintf(err, err_size, "%s is %zu bytes; at most %zu", field, len, max_len);
         return BI_INVALID_ARGUMENT;
     }
-    if (!svc_utf8_valid(s ? s : "", len)) {
+    if (!bi_utf8_valid(s ? s : "", len)) {
         snprintf(err, err_size, "%s is not valid UTF-8", field);
         return BI_INVALID_ARGUMENT;
     }

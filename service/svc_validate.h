@@ -19,6 +19,7 @@
 
 #include "braid.pb-c.h"
 #include "common/status.h"
+#include "common/utf8.h"
 #include "core/engine.h"
 
 #define SVC_MAX_NS             63   /* namespace bytes */
@@ -28,10 +29,6 @@
 #define SVC_MAX_STOP_LEN       256  /* bytes of one stop string */
 #define SVC_MAX_STOP_IDS       1024 /* stop token ids */
 #define SVC_DEFAULT_MAX_TOKENS 256
-
-/* True when s[0..len) is well-formed UTF-8 (no overlong forms, surrogates or
- * code points above U+10FFFF). */
-bool svc_utf8_valid(const char *s, size_t len);
 
 /* A NUL-terminated copy of s[0..len) with every ill-formed sequence replaced
  * by U+FFFD, for text that goes onto the wire (proto3 strings must be UTF-8).

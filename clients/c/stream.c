@@ -11,6 +11,7 @@
 
 #include "client_internal.h"
 #include "common/alloc.h"
+#include "common/utf8.h"
 
 #define POLL_ATTEMPTS 3 /* consecutive transport failures before giving up */
 
@@ -35,33 +36,7 @@ struct braid_stream {
 
 bool braid__utf8_valid(const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    while (p < end) {
-        unsigned c = *p++;
-        if (c < 0x80)
-            continue;
-        int n;
-        unsigned cp;
-        if (c >= 0xc2 && c <= 0xdf)
-            n = 1, cp = c & 0x1f;
-        else if (c >= 0xe0 && c <= 0xef)
-            n = 2, cp = c & 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4)
-            n = 3, cp = c & 0x07;
-        else
-            return false;
-        if (end - p < n)
-            return false;
-        for (int i = 0; i < n; i++, p++) {
-            if ((*p & 0xc0) != 0x80)
-                return false;
-            cp = cp << 6 | (*p & 0x3f);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-    }
-    return true;
+    return bi_utf8_valid(s, len);
 }
 
 /* --- request --- */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/utf8.h"
 
 bi_status eng_errf(char *err, size_t err_size, bi_status s, const char *fmt, ...)
 {
@@ -67,39 +68,7 @@ void eng_map_close(eng_map *m)
 
 bool eng_utf8_valid(const char *str, size_t n)
 {
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        size_t len;
-        unsigned min;
-        if (c == 0)
-            return false;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            len = 2, min = 0x80, c &= 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            len = 3, min = 0x800, c &= 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            len = 4, min = 0x10000, c &= 0x07;
-        } else {
-            return false;
-        }
-        if (n - i < len)
-            return false;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return false;
-            c = (c << 6) | (s[i + k] & 0x3F);
-        }
-        /* overlong forms, surrogates and values past U+10FFFF are invalid */
-        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-            return false;
-        i += len;
-    }
-    return true;
+    return !memchr(str, 0, n) && bi_utf8_valid(str, n);
 }
 
 static uint64_t name_hash(const char *s)

@@ -31,7 +31,7 @@ static void test_svc_validate_utf8(void **state)
         {"\xef\xbf\xbd", true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        assert_int_equal(svc_utf8_valid(cases[i].s, strlen(cases[i].s)), cases[i].ok);
+        assert_int_equal(bi_utf8_valid(cases[i].s, strlen(cases[i].s)), cases[i].ok);
 }
 
 static void test_svc_validate_utf8_sanitize(void **state)
@@ -39,7 +39,7 @@ static void test_svc_validate_utf8_sanitize(void **state)
     (void)state;
     char *s = svc_utf8_sanitize("a\xffz\xc3", 4);
     assert_string_equal(s, "a\xef\xbf\xbdz\xef\xbf\xbd");
-    assert_true(svc_utf8_valid(s, strlen(s)));
+    assert_true(bi_utf8_valid(s, strlen(s)));
     bi_free(s);
     s = svc_utf8_sanitize("ok \xc3\xa9", 5);
     assert_string_equal(s, "ok \xc3\xa9");
