@@ -8,7 +8,7 @@
 
 #define DEFAULT_LISTEN "tcp://127.0.0.1:7543"
 
-enum opt_kind { OPT_URL, OPT_LEVEL, OPT_INT, OPT_SIZE, OPT_SECONDS, OPT_STR, OPT_FLAG };
+enum opt_kind { OPT_URL, OPT_LEVEL, OPT_INT, OPT_SIZE, OPT_REAL, OPT_STR, OPT_FLAG };
 
 struct opt {
     const char *flag;
@@ -16,7 +16,7 @@ struct opt {
     enum opt_kind kind;
     size_t offset;
     const char *arg;
-    double lo, hi; /* range of OPT_INT, OPT_SIZE and OPT_SECONDS values */
+    double lo, hi; /* range of OPT_INT, OPT_SIZE and OPT_REAL values */
     const char *help;
 };
 
@@ -41,6 +41,11 @@ static const struct opt opts[] = {
      "CPU threads for the engine; 0 = all cores. Default 0"},
     {"--kv-tokens", "BRAID_KV_TOKENS", OPT_INT, F(kv_tokens), "N", 0, 1 << 24,
      "KV pool capacity in tokens; 0 = the engine default (16384)"},
+    {"--kv-memory-fraction", "BRAID_KV_MEMORY_FRACTION", OPT_REAL, F(kv_memory_fraction), "F", 0,
+     0.99,
+     "on the GPU, size the KV pool to this fraction of the device memory left free by the "
+     "weights, instead of --kv-tokens; 0 = --kv-tokens. Default 0.85 on the GPU unless "
+     "--kv-tokens is given; unused on the CPU"},
     {"--page-size", "BRAID_PAGE_SIZE", OPT_INT, F(page_size), "N", 0, 4096,
      "tokens per KV page; 0 = the engine default (16)"},
     {"--max-batch-tokens", "BRAID_MAX_BATCH_TOKENS", OPT_INT, F(max_batch_tokens), "N", 0, 1 << 20,
@@ -61,11 +66,11 @@ static const struct opt opts[] = {
     {"--max-queued", "BRAID_MAX_QUEUED", OPT_INT, F(max_queued), "N", 1, 1 << 20,
      "generations waiting for the batch; Generate beyond it answers RESOURCE_EXHAUSTED. "
      "Default 1024"},
-    {"--stream-idle-timeout", "BRAID_STREAM_IDLE_TIMEOUT", OPT_SECONDS, F(stream_idle_s), "SECONDS",
+    {"--stream-idle-timeout", "BRAID_STREAM_IDLE_TIMEOUT", OPT_REAL, F(stream_idle_s), "SECONDS",
      0.1, 86400,
      "a stream nobody polls for this long is cancelled, its KV freed and the stream dropped. "
      "Default 30"},
-    {"--grace", "BRAID_GRACE", OPT_SECONDS, F(grace_s), "SECONDS", 0, 3600,
+    {"--grace", "BRAID_GRACE", OPT_REAL, F(grace_s), "SECONDS", 0, 3600,
      "on SIGINT/SIGTERM, time running generations get to finish (their streams can still be "
      "drained) before they are cancelled. Default 10"},
     {"--tls-cert", "BRAID_TLS_CERT", OPT_STR, F(tls_cert), "FILE", 0, 0,
@@ -174,7 +179,7 @@ static bi_status opt_apply(svc_config *cfg, const struct opt *o, const char *val
             return BI_OK;
         }
         break;
-    case OPT_SECONDS: {
+    case OPT_REAL: {
         double d = strtod(value, &end);
         if (end != value && !*end && d >= o->lo && d <= o->hi) {
             *(double *)field = d;
@@ -206,6 +211,7 @@ bi_status svc_config_parse(svc_config *cfg, int argc, char **argv, char *err, si
     cfg->max_streams = 4096;
     cfg->max_queued = 1024;
     cfg->stream_idle_s = 30.0;
+    cfg->kv_memory_fraction = -1.0; /* not given: main.c picks by backend */
 
     for (size_t i = 0; i < N_OPTS; i++) {
         const char *e = opts[i].env ? getenv(opts[i].env) : NULL;

@@ -26,6 +26,7 @@ typedef struct svc_config {
     const char *dummy_preset; /* random weights of a preset shape instead of a model */
     int threads;
     int kv_tokens;
+    double kv_memory_fraction; /* [0, 0.99]; < 0 = not given (0.85 on the GPU unless kv_tokens) */
     int page_size;
     int max_batch_tokens;
     int max_ctx;

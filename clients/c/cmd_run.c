@@ -25,6 +25,7 @@ typedef struct run_opts {
     const char *stops[16];
     int n_stops;
     int threads, max_tokens, repeat, kv_tokens;
+    double kv_memory_fraction; /* < 0: not given */
     bool ignore_eos, quiet;
     eng_reuse_mode reuse;
     eng_sampling_params sp;
@@ -51,8 +52,10 @@ static void run_usage(FILE *f)
                "  --repeat N            run the same generation N times (shows chunk reuse)\n"
                "  --threads N           CPU threads (default: all)\n"
                "  --kv-tokens N         KV pool capacity in tokens (default 16384)\n"
+               "  --kv-memory-fraction F  on the GPU, KV pool = F x device memory free after\n"
+               "                        the weights (default 0.85 unless --kv-tokens; 0 = off)\n"
                "  --chat-format NAME    override the detected chat template\n"
-            "  --backend NAME        auto (default: GPU if usable), cpu or cuda\n"
+               "  --backend NAME        auto (default: GPU if usable), cpu or cuda\n"
                "  --quiet               no log lines, just the answer and the summary\n");
 }
 
@@ -74,6 +77,7 @@ static int run_parse(int argc, char **argv, run_opts *o)
     o->sp.temperature = 0;
     o->max_tokens = 256;
     o->repeat = 1;
+    o->kv_memory_fraction = -1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -117,6 +121,7 @@ static int run_parse(int argc, char **argv, run_opts *o)
         NUM("--repeat", 1, 1000, o->repeat)
         NUM("--threads", 1, 1024, o->threads)
         NUM("--kv-tokens", 64, 1e8, o->kv_tokens)
+        NUM("--kv-memory-fraction", 0, 0.99, o->kv_memory_fraction)
         if (strcmp(a, "--context") == 0 && v && o->n_context < MAX_FILES) {
             o->context[o->n_context++] = argv[++i];
             continue;
@@ -327,6 +332,10 @@ int braid_cmd_run(int argc, char **argv)
                       .kv_tokens = o.kv_tokens,
                       .chat_format = o.chat_format,
                       .backend = o.backend ? o.backend : "auto",
+                      .kv_memory_fraction = o.kv_memory_fraction >= 0
+                                                ? (float)o.kv_memory_fraction
+                                                : eng_kv_memory_fraction_default(
+                                                      o.backend ? o.backend : "auto", o.kv_tokens),
                       .progress = o.quiet ? NULL : on_progress};
     char err[512];
     eng_engine *e;

@@ -142,6 +142,19 @@ typedef struct eng_backend_ops {
     /* add(x, y, M * D), then rmsnorm(h, x, w, M, D, eps). */
     void (*add_rmsnorm)(eng_backend *b, eng_act *h, eng_act *x, const eng_act *y, const eng_wt *w,
                         int M, int D, float eps);
+
+    /* --- optional memory queries: NULL where the backend's memory is the
+     * host's (the CPU backend), and the engine then sizes the pool from its
+     * token count. --- */
+    /* Free and total bytes of the backend's device memory now. */
+    bi_status (*mem_info)(eng_backend *b, size_t *free_bytes, size_t *total_bytes);
+    /* The bound pool was initialised again with another page count (same
+     * geometry, same address) before any step ran: drops the K/V storage of
+     * the old count and allocates it for the new one. On failure the backend
+     * holds no K/V and must not run a step. Present exactly when mem_info is,
+     * so that the engine can size the pool after prepare() uploaded the
+     * weights. */
+    bi_status (*kv_realloc)(eng_backend *b);
 } eng_backend_ops;
 
 struct eng_backend {

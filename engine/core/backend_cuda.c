@@ -302,10 +302,40 @@ static bi_status alloc_kv(cuda_backend *cb, const eng_kv_pool *kv)
     if (e != cudaSuccess) {
         BI_LOGE(NULL, "cannot allocate a KV pool of 2 x %.2f GiB on the device: %s",
                 total / 1073741824.0, cudaGetErrorString(e));
+        cudaFree(cb->kv_k);
+        cb->kv_k = NULL;
+        cudaGetLastError(); /* an allocation failure is not sticky: clear it */
         return cuda_status(e);
     }
     cb->kv_layer_elems = per_layer;
     return BI_OK;
+}
+
+/* Both ops need prepare() to have bound a pool; the engine calls them between
+ * prepare() and the first step. */
+static bi_status cuda_mem_info(eng_backend *b, size_t *free_bytes, size_t *total_bytes)
+{
+    cuda_backend *cb = cuda_of(b);
+    if (cudaSetDevice(cb->device) != cudaSuccess)
+        return BI_DEVICE;
+    return cuda_status(cudaMemGetInfo(free_bytes, total_bytes));
+}
+
+static bi_status cuda_kv_realloc(eng_backend *b)
+{
+    cuda_backend *cb = cuda_of(b);
+    if (!cb->kv)
+        return BI_INVALID_ARGUMENT;
+    if (cudaSetDevice(cb->device) != cudaSuccess)
+        return BI_DEVICE;
+    /* Captured graphs hold the old K/V addresses. */
+    cudaStreamSynchronize(cb->stream);
+    graphs_clear(cb);
+    cudaFree(cb->kv_k);
+    cudaFree(cb->kv_v);
+    cb->kv_k = cb->kv_v = NULL;
+    cb->kv_layer_elems = 0;
+    return alloc_kv(cb, cb->kv);
 }
 
 /* Attention partials for up to max(max_tokens, SPLIT_MAX) token slices, and
@@ -1057,6 +1087,8 @@ static const eng_backend_ops cuda_ops = {
     .qkv = cuda_qkv,
     .mlp_in = cuda_mlp_in,
     .add_rmsnorm = cuda_add_rmsnorm,
+    .mem_info = cuda_mem_info,
+    .kv_realloc = cuda_kv_realloc,
 };
 
 bool eng_backend_cuda_available(void)

@@ -1331,18 +1331,85 @@ static bi_status engine_load(eng_engine *e, char *err, size_t err_size)
     return BI_OK;
 }
 
+/* The longest composition a pool of n_pages pages allows: the model's context,
+ * capped by the configuration (which may raise it for random weights), with
+ * one page of slack. */
+static int32_t ctx_for_pool(const eng_engine *e, int32_t n_pages, int page)
+{
+    const eng_model_config *mc = &e->model->cfg;
+    int32_t ctx = mc->max_ctx > 0 ? mc->max_ctx : 4096;
+    if (e->cfg.max_ctx > 0 && (e->cfg.max_ctx < ctx || e->cfg.dummy_preset))
+        ctx = e->cfg.max_ctx;
+    int64_t room = (int64_t)n_pages * page - page;
+    return ctx > room ? (int32_t)room : ctx;
+}
+
+/* Re-sizes the (bound, still unused) pool to kv_memory_fraction of the device
+ * memory left after prepare() uploaded the weights and allocated the step's
+ * buffers, and has the backend reallocate its K/V. */
+static bi_status kv_size_from_memory(eng_engine *e, int page, char *err, size_t err_size)
+{
+    const eng_model_config *mc = &e->model->cfg;
+    const eng_backend_ops *ops = e->backend->ops;
+    size_t free_b = 0, total_b = 0, page_bytes = eng_kv_page_bytes(&e->pool);
+    bi_status st = ops->mem_info(e->backend, &free_b, &total_b);
+    if (st != BI_OK) {
+        snprintf(err, err_size, "cannot read the device memory: %s", bi_strerror(st));
+        return st;
+    }
+    /* The provisional one-page pool's storage is part of what we may use. */
+    double want = (double)e->cfg.kv_memory_fraction * (double)(free_b + page_bytes);
+    double pages = want / (double)page_bytes;
+    if (pages > INT32_MAX / page)
+        pages = INT32_MAX / page;
+    int32_t n_pages = (int32_t)pages;
+    if (n_pages < 2) {
+        snprintf(err, err_size,
+                 "%.2f of the free device memory (%.1f MiB) holds no KV pool (a page is %.1f "
+                 "KiB)",
+                 e->cfg.kv_memory_fraction, free_b / 1048576.0, page_bytes / 1024.0);
+        return BI_RESOURCE_EXHAUSTED;
+    }
+    eng_kv_pool_fini(&e->pool);
+    st = eng_kv_pool_init_opt(&e->pool, mc->n_layer, mc->n_kv_head, mc->head_dim, page, n_pages,
+                              e->backend->host_kv);
+    if (st == BI_OK)
+        st = ops->kv_realloc(e->backend);
+    if (st != BI_OK) {
+        snprintf(err, err_size, "cannot allocate a KV pool of %d pages (%.2f GiB): %s", n_pages,
+                 (double)n_pages * page_bytes / 1073741824.0, bi_strerror(st));
+        return st;
+    }
+    BI_LOGI(NULL,
+            "KV pool from %.2f of free device memory (%.2f of %.2f GiB free after the weights): "
+            "%d pages, %lld tokens, %.2f GiB",
+            e->cfg.kv_memory_fraction, free_b / 1073741824.0, total_b / 1073741824.0, n_pages,
+            (long long)n_pages * page, (double)n_pages * page_bytes / 1073741824.0);
+    return BI_OK;
+}
+
+float eng_kv_memory_fraction_default(const char *backend, int32_t kv_tokens)
+{
+    if (kv_tokens > 0 || !backend)
+        return 0.0f;
+    bool gpu = strcmp(backend, "cuda") == 0 ||
+               (strcmp(backend, "auto") == 0 && eng_backend_cuda_available());
+    return gpu ? 0.85f : 0.0f;
+}
+
 static bi_status engine_setup(eng_engine *e, char *err, size_t err_size)
 {
     const eng_model_config *mc = &e->model->cfg;
     int32_t kv_tokens = e->cfg.kv_tokens > 0 ? e->cfg.kv_tokens : 16384;
     int page = e->cfg.page_size > 0 ? e->cfg.page_size : 16;
     int32_t n_pages = (kv_tokens + page - 1) / page;
+    float frac = e->cfg.kv_memory_fraction;
+    if (!(frac >= 0.0f && frac < 1.0f)) {
+        snprintf(err, err_size, "kv_memory_fraction must be in [0, 1), not %g", frac);
+        return BI_INVALID_ARGUMENT;
+    }
     e->max_batch = e->cfg.max_batch_tokens > 0 ? e->cfg.max_batch_tokens : 256;
-    e->max_ctx = mc->max_ctx > 0 ? mc->max_ctx : 4096;
-    if (e->cfg.max_ctx > 0 && e->cfg.max_ctx < e->max_ctx)
-        e->max_ctx = e->cfg.max_ctx;
-    if (e->max_ctx > n_pages * page - page)
-        e->max_ctx = n_pages * page - page;
+    e->max_ctx = ctx_for_pool(e, n_pages, page);
     if (e->max_ctx < 16) {
         snprintf(err, err_size, "the KV pool (%d tokens) is too small", kv_tokens);
         return BI_INVALID_ARGUMENT;
@@ -1356,17 +1423,32 @@ static bi_status engine_setup(eng_engine *e, char *err, size_t err_size)
                                              : bi_strerror(st));
         return st;
     }
-    st = eng_kv_pool_init_opt(&e->pool, mc->n_layer, mc->n_kv_head, mc->head_dim, page, n_pages,
-                              e->backend->host_kv);
+    const eng_backend_ops *ops = e->backend->ops;
+    bool by_memory = frac > 0.0f && ops->mem_info && ops->kv_realloc;
+    if (frac > 0.0f && !by_memory)
+        BI_LOGI(NULL, "kv_memory_fraction %.2f ignored on the %s backend: KV pool of %d tokens",
+                frac, ops->name, kv_tokens);
+    /* Sized by memory: a one-page pool until the weights are on the device. */
+    st = eng_kv_pool_init_opt(&e->pool, mc->n_layer, mc->n_kv_head, mc->head_dim, page,
+                              by_memory ? 1 : n_pages, e->backend->host_kv);
     if (st != BI_OK) {
         snprintf(err, err_size, "cannot allocate a KV pool of %d tokens: %s", kv_tokens,
                  bi_strerror(st));
         return st;
     }
     if ((st = eng_forward_create(e->model, e->backend, &e->pool, e->max_batch, &e->fwd)) != BI_OK) {
-        snprintf(err, err_size, "cannot set up the %s backend: %s", e->backend->ops->name,
-                 bi_strerror(st));
+        snprintf(err, err_size, "cannot set up the %s backend: %s", ops->name, bi_strerror(st));
         return st;
+    }
+    if (by_memory) {
+        if ((st = kv_size_from_memory(e, page, err, err_size)) != BI_OK)
+            return st;
+        n_pages = e->pool.n_pages;
+        e->max_ctx = ctx_for_pool(e, n_pages, page);
+        if (e->max_ctx < 16) {
+            snprintf(err, err_size, "the KV pool (%d pages) is too small", n_pages);
+            return BI_RESOURCE_EXHAUSTED;
+        }
     }
     e->step_tokens = bi_mallocarray((size_t)e->max_batch, sizeof(int32_t));
     e->step_fseq = bi_mallocarray(ENG_MAX_SEQS_PER_STEP, sizeof *e->step_fseq);

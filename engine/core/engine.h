@@ -60,13 +60,24 @@ typedef struct eng_config {
     int32_t kv_tokens;        /* KV pool capacity in tokens; <= 0 = 16384 */
     int page_size;            /* tokens per KV page; <= 0 = 16 */
     int32_t max_batch_tokens; /* tokens per forward step; <= 0 = 256 */
-    int32_t max_ctx;          /* longest composition; <= 0 = the model's (capped at the pool) */
+    int32_t max_ctx;          /* longest composition; <= 0 = the model's (capped at the pool). With
+                                 dummy_preset it may also exceed the preset's (random weights have no
+                                 trained context length) */
     const char *chat_format;  /* override the detected chat template ("chatml", "llama3", ...) */
     const char *backend;      /* "cpu" (NULL), "cuda", or "auto" (cuda when the build has it
                                  and a device is usable, else cpu) */
+    float kv_memory_fraction; /* (0, 1): on a device backend, size the pool to this fraction of
+                                 the device memory free once the weights are uploaded, instead of
+                                 kv_tokens; 0 = kv_tokens. Ignored (logged) on the CPU */
     eng_progress_fn progress; /* model loading progress; may be NULL */
     void *progress_user;
 } eng_config;
+
+/* The kv_memory_fraction front ends (braidd, `braid run`) use when the user
+ * gives none: 0.85 when backend is "cuda", or "auto" with a usable device,
+ * and no kv_tokens were asked for (kv_tokens <= 0); else 0 (pool from
+ * kv_tokens). */
+float eng_kv_memory_fraction_default(const char *backend, int32_t kv_tokens);
 
 /* Loads the model and tokenizer, sizes the pool and starts the worker. On
  * failure writes a message for the user into err. */

@@ -371,8 +371,8 @@ static void test_engine_preempts_when_pool_full(void **state)
 {
     (void)state;
     NEED_MODEL();
-    eng_config cfg = {.model_path = BRAID_SMOLLM2_GGUF, .n_threads = 2, .kv_tokens = 160,
-                      .page_size = 16};
+    eng_config cfg = {
+        .model_path = BRAID_SMOLLM2_GGUF, .n_threads = 2, .kv_tokens = 160, .page_size = 16};
     char err[512];
     eng_engine *small;
     assert_int_equal(eng_engine_create(&cfg, &small, err, sizeof err), BI_OK);
@@ -407,6 +407,38 @@ static void test_engine_preempts_when_pool_full(void **state)
     assert_memory_equal(cb.tokens, rb.tokens, (size_t)rb.n_tokens * sizeof(int32_t));
     engine = saved;
     eng_engine_destroy(small);
+}
+
+/* kv_memory_fraction: out of [0, 1) is refused; on the CPU backend (no device
+ * memory to size from) it is ignored and the pool comes from kv_tokens. */
+static void test_engine_kv_memory_fraction(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    char err[512];
+    eng_engine *e = NULL;
+    const float bad[] = {-0.1f, 1.0f, 1.5f, 0.0f / 0.0f};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        eng_config cfg = {.model_path = BRAID_SMOLLM2_GGUF,
+                          .n_threads = 2,
+                          .kv_tokens = 256,
+                          .kv_memory_fraction = bad[i]};
+        assert_int_equal(eng_engine_create(&cfg, &e, err, sizeof err), BI_INVALID_ARGUMENT);
+        assert_non_null(strstr(err, "kv_memory_fraction"));
+    }
+    eng_config cfg = {.model_path = BRAID_SMOLLM2_GGUF,
+                      .n_threads = 2,
+                      .kv_tokens = 256,
+                      .kv_memory_fraction = 0.5f,
+                      .backend = "cpu"};
+    assert_int_equal(eng_engine_create(&cfg, &e, err, sizeof err), BI_OK);
+    eng_stats st;
+    eng_stats_get(e, &st);
+    assert_int_equal(st.kv_pages_total, 256 / 16);
+    eng_engine_destroy(e);
+    assert_true(eng_kv_memory_fraction_default("cpu", 0) == 0.0f);
+    assert_true(eng_kv_memory_fraction_default("cuda", 4096) == 0.0f);
+    assert_true(eng_kv_memory_fraction_default("cuda", 0) == 0.85f);
 }
 
 /* Seeded sampling repeats itself; logprobs and stop strings reach the events. */
@@ -504,6 +536,7 @@ int main(void)
         cmocka_unit_test(test_engine_evicts_idle_chunks),
         cmocka_unit_test(test_engine_sampling_seed_logprobs_stop),
         cmocka_unit_test(test_engine_preempts_when_pool_full),
+        cmocka_unit_test(test_engine_kv_memory_fraction),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

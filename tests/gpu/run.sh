@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs every GPU test on the GPU machine, with the binaries built here, then
-# the GPU benchmark.
+# the GPU benchmarks.
 #   tests/gpu/run.sh [BUILD_DIR]   (default build/; run from anywhere)
 # Checks the GPU first, runs each BUILD_DIR/tests/gpu/test_* program from the
 # repo root with the fixtures folder as its argument (exit 0 pass, 77 skip,
 # anything else fail), then BUILD_DIR/tests/bench/bench_gpu under a time cap
-# (BENCH_TIMEOUT_S, default 300). Logs and bench_gpu.json go under $OUT (or
-# tests/gpu/out); a summary table is printed last.
+# (BENCH_TIMEOUT_S, default 300) and BUILD_DIR/tests/bench/bench_gpu_ttft
+# (time to first token with cached chunks); SKIP_BENCH=1 skips both. Logs
+# and bench_gpu.json go under $OUT (or tests/gpu/out); a summary table is
+# printed last.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 build=${1:-$here/build}
@@ -48,8 +50,17 @@ if [ -x "$bench" ] && [ "${SKIP_BENCH:-0}" != 1 ]; then
   [ "$rc" -eq 0 ] && summary+=("RAN  bench_gpu") || summary+=("BENCH bench_gpu exit $rc")
 fi
 
+ttft="$build/tests/bench/bench_gpu_ttft"
+if [ -x "$ttft" ] && [ "${SKIP_BENCH:-0}" != 1 ]; then
+  echo "== bench_gpu_ttft"
+  timeout "${BENCH_TIMEOUT_S:-300}" "$ttft" 2>&1 | tee "$out/bench_gpu_ttft.log"
+  rc=${PIPESTATUS[0]}
+  [ "$rc" -eq 0 ] && summary+=("RAN  bench_gpu_ttft") || summary+=("BENCH bench_gpu_ttft exit $rc")
+fi
+
 echo "== summary"
-[ -f "$out/bench_gpu.log" ] && sed -n '/^== bench_gpu/,$p' "$out/bench_gpu.log"
+[ -f "$out/bench_gpu.log" ] && sed -n '/^== bench_gpu (/,$p' "$out/bench_gpu.log"
+[ -f "$out/bench_gpu_ttft.log" ] && sed -n '/^== bench_gpu_ttft (/,$p' "$out/bench_gpu_ttft.log"
 printf '%s\n' "${summary[@]}"
 echo "gpu: $pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ] && [ $pass -gt 0 ]
