@@ -16,8 +16,10 @@ from svc_rpc import GREEDY, Conn, Server, main_guard, pb, stream_all
 
 braidd, model = sys.argv[1], sys.argv[2]
 main_guard(model)
+# The queued stream is only polled after the long one is drained; on a loaded
+# machine that can take longer than the default 30 s idle timeout.
 srv = Server(braidd, "--model", model, "--threads", "2", "--kv-tokens", "4096",
-             "--max-batch-tokens", "1024", "--max-queued", "1")
+             "--max-batch-tokens", "1024", "--max-queued", "1", "--stream-idle-timeout", "600")
 LONG = " ".join(f"Crate {i} holds {i * 7 % 13} red apples and {i * 5 % 11} green pears."
                 for i in range(16))
 
