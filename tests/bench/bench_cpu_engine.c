@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "core/forward.h"
 #include "cpu/krn_cpu.h"
 #include "model/model.h"
@@ -26,25 +27,6 @@
 #ifndef BRAID_BENCH_RESULTS_DIR
 #define BRAID_BENCH_RESULTS_DIR "tests/bench/results"
 #endif
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return v[n / 2];
-}
 
 typedef struct read_job {
     const float *buf;
@@ -73,12 +55,12 @@ static double read_bandwidth(krn_pool *p)
     read_job j = {buf, n, {0}};
     double t[5];
     for (int r = 0; r < 5; r++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         krn_pool_run(p, krn_pool_size(p) * 4, read_task, &j);
-        t[r] = now_s() - t0;
+        t[r] = bench_now_s() - t0;
     }
     free(buf);
-    return (double)n * sizeof(float) / median(t, 5) / 1e9;
+    return (double)n * sizeof(float) / bench_median(t, 5) / 1e9;
 }
 
 static size_t weight_bytes(const eng_model_config *c)
@@ -140,11 +122,11 @@ int main(int argc, char **argv)
         for (int r = 0; r < 3; r++) {
             eng_fwd_seq s = {NULL, 0, pages, 0, 0, plens[k], ENG_LOGITS_LAST};
             eng_fwd_batch batch = {tok, plens[k], &s, 1};
-            double t0 = now_s();
+            double t0 = bench_now_s();
             eng_forward_run(f, &batch, logits);
-            t[r] = now_s() - t0;
+            t[r] = bench_now_s() - t0;
         }
-        prefill_tps[k] = plens[k] / median(t, 3);
+        prefill_tps[k] = plens[k] / bench_median(t, 3);
     }
     /* Decode at batch 1 and 4 after a 128-token prompt each. */
     int batches[2] = {1, 4};
@@ -162,13 +144,13 @@ int main(int argc, char **argv)
         double t[24];
         for (int step = 0; step < 24; step++) {
             eng_fwd_batch batch = {tok + step, B, s, B};
-            double t0 = now_s();
+            double t0 = bench_now_s();
             eng_forward_run(f, &batch, logits);
-            t[step] = now_s() - t0;
+            t[step] = bench_now_s() - t0;
             for (int i = 0; i < B; i++)
                 s[i].tail_len++;
         }
-        decode_tps[k] = B / median(t, 24);
+        decode_tps[k] = B / bench_median(t, 24);
     }
     double bound = bw * 1e9 / (double)wbytes;
     printf("bench_cpu_engine: %s on %d threads\n", c->name, nt);

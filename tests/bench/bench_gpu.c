@@ -24,6 +24,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
+#include "bench_util.h"
 #include "common/log.h"
 #include "core/backend.h"
 #include "core/forward.h"
@@ -36,25 +37,6 @@
 #define PREFILL   2048
 #define MAX_BATCH 256
 #define PAGE      16
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return v[n / 2];
-}
 
 /* Device-to-device copy bandwidth, bytes read + written per second. */
 static double copy_bandwidth(void)
@@ -80,7 +62,7 @@ static double copy_bandwidth(void)
     }
     cudaFree(a);
     cudaFree(b);
-    return 2.0 * bytes / median(t, 10);
+    return 2.0 * bytes / bench_median(t, 10);
 }
 
 /* bf16 GEMM rate (FLOP/s) cuBLAS reaches on 8192^3, random inputs. */
@@ -121,7 +103,7 @@ static double gemm_rate(void)
     cudaFree(x);
     cudaFree(w);
     cudaFree(y);
-    return 2.0 * n * n * (double)n / median(t, 8);
+    return 2.0 * n * n * (double)n / bench_median(t, 8);
 }
 
 typedef struct shape {
@@ -193,12 +175,12 @@ static int bench_decode(eng_forward *f, const eng_model_config *c, int batch, do
             tok[i] = rand() % c->vocab_size;
         }
         eng_fwd_batch b = {tok, batch, seqs, batch};
-        double t0 = now_s();
+        double t0 = bench_now_s();
         if (eng_forward_run(f, &b, logits) != BI_OK)
             return 1;
-        t[s] = now_s() - t0;
+        t[s] = bench_now_s() - t0;
     }
-    double step = median(t, NEW);
+    double step = bench_median(t, NEW);
     double bytes = sh->w_bytes +
                    batch * ((PROMPT + NEW / 2 + 1) * sh->kv_tok_bytes + (double)c->vocab_size * 4);
     add_result(preset, batch, batch / step, batch / (bytes / bw));
@@ -215,13 +197,13 @@ static int bench_prefill(eng_forward *f, const eng_model_config *c, double bw, d
     eng_fwd_batch b = {tok, PREFILL, &s, 1};
     double t[4];
     for (int i = 0; i < 5; i++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         if (eng_forward_run(f, &b, logits) != BI_OK)
             return 1;
         if (i > 0)
-            t[i - 1] = now_s() - t0;
+            t[i - 1] = bench_now_s() - t0;
     }
-    double sec = median(t, 4);
+    double sec = bench_median(t, 4);
     double flops =
         2.0 * sh->params * PREFILL + sh->attn_flops_per_pair * (double)PREFILL * (PREFILL + 1) / 2;
     double bytes = sh->w_bytes + PREFILL * sh->kv_tok_bytes;
@@ -242,7 +224,7 @@ static int bench_preset(const char *name, double bw, double rate)
     eng_backend *b;
     eng_kv_pool kv;
     eng_forward *f;
-    double t0 = now_s();
+    double t0 = bench_now_s();
     if (eng_model_dummy(&c, 7, &m, err, sizeof err) != BI_OK) {
         printf("%s: %s\n", name, err);
         return 1;
@@ -256,7 +238,7 @@ static int bench_preset(const char *name, double bw, double rate)
         return 1;
     }
     printf("%s: %.2fB parameters, ready in %.1f s\n", name, shape_of(&c).params / 1e9,
-           now_s() - t0);
+           bench_now_s() - t0);
     shape sh = shape_of(&c);
     float *logits = malloc(sizeof(float) * (size_t)c.vocab_size * MAX_BATCH);
     int rc = 0;
@@ -314,12 +296,12 @@ int main(int argc, char **argv)
     double budget = getenv("BENCH_BUDGET_S") ? atof(getenv("BENCH_BUDGET_S")) : 300;
     for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++)
         pages[i] = (int32_t)i;
-    double start = now_s(), bw = copy_bandwidth(), rate = gemm_rate();
+    double start = bench_now_s(), bw = copy_bandwidth(), rate = gemm_rate();
     printf("%s\ncopy bandwidth %.0f GB/s (read + write), bf16 GEMM %.0f TFLOP/s\n", device,
            bw / 1e9, rate / 1e12);
     int rc = 0;
     for (int i = 0; i < n; i++) {
-        if (now_s() - start > budget) {
+        if (bench_now_s() - start > budget) {
             printf("%s: skipped (budget of %.0f s spent)\n", presets[i], budget);
             continue;
         }

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bench_util.h"
 #include "../gpu/gpu_gen.h"
 #include "common/log.h"
 #include "cuda/krn_smoke.h"
@@ -27,12 +28,6 @@
 #define RUNS    7
 #define PROMPT  (CHUNKS * CHUNK + QUERY)
 #define MAX_CTX 8192
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 typedef struct row {
     const char *name;
@@ -62,7 +57,7 @@ static int time_case(eng_engine *e, eng_part *parts, size_t n_parts, eng_reuse_m
         printf("  %-18s run %d: ttft %8.2f ms, prompt %d, cached %d\n", r->name, i, t[i],
                g.usage.prompt_tokens, g.usage.cached_tokens);
     }
-    qsort(t, RUNS, sizeof t[0], cmp_d);
+    qsort(t, RUNS, sizeof t[0], bench_cmp_double);
     r->ttft_ms = t[RUNS / 2];
     r->cached = g.usage.cached_tokens;
     r->prompt = g.usage.prompt_tokens;
