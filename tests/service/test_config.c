@@ -21,6 +21,10 @@ static int clear_env(void **state)
     unsetenv("BRAID_LISTEN");
     unsetenv("BRAID_LOG_LEVEL");
     unsetenv("BRAID_MAX_CALLS");
+    unsetenv("BRAID_BACKEND");
+    unsetenv("BRAID_KV_MEMORY_FRACTION");
+    unsetenv("BRAID_MODEL");
+    unsetenv("BRAID_DUMMY");
     return 0;
 }
 
@@ -52,6 +56,31 @@ static void test_config_flags(void **state)
     assert_int_equal(cfg.log_level, BI_LOG_DEBUG);
     assert_int_equal(cfg.max_calls, 8);
     assert_true(cfg.grace_s == 2.5);
+}
+
+/* The engine-facing flags reach the config; out-of-range values are refused. */
+static void test_config_engine_flags(void **state)
+{
+    (void)state;
+    svc_config cfg;
+    char err[256];
+    const char *a0[] = {"braidd"};
+    assert_int_equal(parse(&cfg, err, 1, a0), BI_OK);
+    assert_true(cfg.kv_memory_fraction < 0); /* not given: chosen by backend */
+    assert_null(cfg.backend);
+    const char *a1[] = {"braidd", "--backend", "cpu",   "--kv-memory-fraction",
+                        "0.5",    "--model",   "m.gguf"};
+    assert_int_equal(parse(&cfg, err, 7, a1), BI_OK);
+    assert_string_equal(cfg.backend, "cpu");
+    assert_true(cfg.kv_memory_fraction == 0.5);
+    assert_string_equal(cfg.model_path, "m.gguf");
+    const char *a2[] = {"braidd", "--kv-memory-fraction", "1.5"};
+    assert_int_equal(parse(&cfg, err, 3, a2), BI_INVALID_ARGUMENT);
+    assert_non_null(strstr(err, "--kv-memory-fraction"));
+    const char *a3[] = {"braidd", "--kv-memory-fraction", "nan"};
+    assert_int_equal(parse(&cfg, err, 3, a3), BI_INVALID_ARGUMENT);
+    const char *a4[] = {"braidd", "--model", "m.gguf", "--dummy", "llama3-8b"};
+    assert_int_equal(parse(&cfg, err, 5, a4), BI_INVALID_ARGUMENT);
 }
 
 static void test_config_env_and_flag_precedence(void **state)
@@ -115,6 +144,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_config_defaults, clear_env),
         cmocka_unit_test_setup(test_config_flags, clear_env),
+        cmocka_unit_test_setup(test_config_engine_flags, clear_env),
         cmocka_unit_test_setup(test_config_env_and_flag_precedence, clear_env),
         cmocka_unit_test_setup(test_config_bad_values, clear_env),
         cmocka_unit_test_setup(test_config_usage_lists_every_env, clear_env),
