@@ -23,6 +23,7 @@
 #include <cjson/cJSON.h>
 
 #include "../common/test_files.h"
+#include "../common/test_metrics.h"
 #include "core/forward.h"
 #include "model/model.h"
 
@@ -68,29 +69,6 @@ static void run(runner *r, const eng_seg *segs, int n_segs, int first_page, int3
     eng_fwd_seq s = {segs, n_segs, r->pages + first_page, tail_pos, tail_len, n, mode};
     eng_fwd_batch b = {tok, n, &s, 1};
     assert_int_equal(eng_forward_run(r->f, &b, out), BI_OK);
-}
-
-static int argmax(const float *v, int n)
-{
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[best])
-            best = i;
-    return best;
-}
-
-/* max |got - ref| over max |ref| */
-static double scaled_err(const float *got, const float *ref, size_t n)
-{
-    double emax = 0, rmax = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(got[i]))
-            return INFINITY;
-        double d = fabs((double)got[i] - ref[i]);
-        emax = d > emax ? d : emax;
-        rmax = fabs(ref[i]) > rmax ? fabs(ref[i]) : rmax;
-    }
-    return emax / rmax;
 }
 
 static int32_t *json_ids(const cJSON *arr, int *n)

@@ -16,6 +16,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "../common/test_metrics.h"
 #include "common/log.h"
 #include "cuda/krn_smoke.h"
 
@@ -106,29 +107,6 @@ static inline double rel_err(const float *out, const float *ref, size_t n)
         den += (double)ref[i] * ref[i];
     }
     return sqrt(num / (den > 0 ? den : 1));
-}
-
-/* max |got - ref| over max |ref| (the fixtures' logits measure). */
-static inline double scaled_err(const float *got, const float *ref, size_t n)
-{
-    double emax = 0, rmax = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(got[i]))
-            return INFINITY;
-        double d = fabs((double)got[i] - ref[i]);
-        emax = d > emax ? d : emax;
-        rmax = fabs(ref[i]) > rmax ? fabs(ref[i]) : rmax;
-    }
-    return emax / (rmax > 0 ? rmax : 1);
-}
-
-static inline int argmax(const float *v, int n)
-{
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[best])
-            best = i;
-    return best;
 }
 
 /* (top1 - top2) / max |v|: how close the greedy choice is to a tie. */
