@@ -4,6 +4,7 @@
  * run.
  *
  *   bench_gpu [PRESET...]     (default tinyllama-1.1b qwen3-0.6b llama3-8b)
+ *   env BENCH_BATCHES: decode batches to run, 0 = the prefill (default all).
  *   env BENCH_BUDGET_S (default 300): presets that would start after this
  *   many seconds are skipped; env OUT: bench_gpu.json is written there.
  *
@@ -212,6 +213,27 @@ static int bench_prefill(eng_forward *f, const eng_model_config *c, double bw, d
     return 0;
 }
 
+/* env BENCH_BATCHES: a comma list of the decode batches to run, 0 for the
+ * prefill (default: all), e.g. to profile one case. */
+static bool bench_selected(int batch)
+{
+    const char *sel = getenv("BENCH_BATCHES");
+    if (!sel || !*sel)
+        return true;
+    for (const char *p = sel; *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p)
+            return false;
+        if (v == batch)
+            return true;
+        p = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',')
+            return false;
+    }
+    return false;
+}
+
 static int bench_preset(const char *name, double bw, double rate)
 {
     eng_model_config c;
@@ -244,8 +266,9 @@ static int bench_preset(const char *name, double bw, double rate)
     int rc = 0;
     const int batches[] = {1, 8, 64, 256};
     for (int i = 0; i < 4 && !rc; i++)
-        rc = bench_decode(f, &c, batches[i], bw, &sh, name, logits);
-    if (!rc)
+        if (bench_selected(batches[i]))
+            rc = bench_decode(f, &c, batches[i], bw, &sh, name, logits);
+    if (!rc && bench_selected(0))
         rc = bench_prefill(f, &c, bw, rate, &sh, name, logits);
     if (rc)
         printf("%s: a forward step failed\n", name);
