@@ -129,22 +129,26 @@ static shape shape_of(const eng_model_config *c)
 
 typedef struct result {
     char preset[32];
-    int batch; /* 0 = prefill */
+    char kind[24]; /* decode, prefill, shared-on, shared-off, ... */
+    int batch;
     double tok_s, roof_tok_s;
 } result;
 
 static result results[64];
 static int n_results;
 
-static void add_result(const char *preset, int batch, double tok_s, double roof)
+static void add_result(const char *preset, const char *kind, int batch, double tok_s, double roof)
 {
+    if (n_results == (int)(sizeof results / sizeof results[0]))
+        return;
     result *r = &results[n_results++];
     snprintf(r->preset, sizeof r->preset, "%s", preset);
+    snprintf(r->kind, sizeof r->kind, "%s", kind);
     r->batch = batch;
     r->tok_s = tok_s;
     r->roof_tok_s = roof;
-    printf("  %-16s %-12s %12.0f tok/s   roofline %12.0f   %5.1f%%\n", preset,
-           batch ? "decode" : "prefill 2048", tok_s, roof, 100.0 * tok_s / roof);
+    printf("  %-16s %-12s %5d %12.0f tok/s   roofline %12.0f   %5.1f%%\n", preset, kind, batch,
+           tok_s, roof, 100.0 * tok_s / roof);
 }
 
 static int32_t pages[MAX_BATCH * (PROMPT + NEW) / PAGE];
@@ -184,7 +188,7 @@ static int bench_decode(eng_forward *f, const eng_model_config *c, int batch, do
     double step = bench_median(t, NEW);
     double bytes = sh->w_bytes +
                    batch * ((PROMPT + NEW / 2 + 1) * sh->kv_tok_bytes + (double)c->vocab_size * 4);
-    add_result(preset, batch, batch / step, batch / (bytes / bw));
+    add_result(preset, "decode", batch, batch / step, batch / (bytes / bw));
     return 0;
 }
 
@@ -209,7 +213,7 @@ static int bench_prefill(eng_forward *f, const eng_model_config *c, double bw, d
         2.0 * sh->params * PREFILL + sh->attn_flops_per_pair * (double)PREFILL * (PREFILL + 1) / 2;
     double bytes = sh->w_bytes + PREFILL * sh->kv_tok_bytes;
     double bound = flops / rate > bytes / bw ? flops / rate : bytes / bw;
-    add_result(preset, 0, PREFILL / sec, PREFILL / bound);
+    add_result(preset, "prefill", 1, PREFILL / sec, PREFILL / bound);
     return 0;
 }
 
@@ -296,8 +300,8 @@ static void write_json(double bw, double rate, const char *device)
         fprintf(fp,
                 "  {\"preset\": \"%s\", \"kind\": \"%s\", \"batch\": %d, \"tok_s\": %.1f, "
                 "\"roofline_tok_s\": %.1f, \"fraction\": %.4f}%s\n",
-                results[i].preset, results[i].batch ? "decode" : "prefill",
-                results[i].batch ? results[i].batch : 1, results[i].tok_s, results[i].roof_tok_s,
+                results[i].preset, results[i].kind, results[i].batch, results[i].tok_s,
+                results[i].roof_tok_s,
                 results[i].tok_s / results[i].roof_tok_s, i + 1 < n_results ? "," : "");
     fprintf(fp, " ]\n}\n");
     fclose(fp);
@@ -332,11 +336,11 @@ int main(int argc, char **argv)
     }
     printf("\n== bench_gpu (%s; copy %.0f GB/s, GEMM %.0f TFLOP/s)\n", device, bw / 1e9,
            rate / 1e12);
-    printf("%-16s %-8s %6s %12s %12s %7s\n", "model", "kind", "batch", "tok/s", "roofline", "frac");
+    printf("%-16s %-12s %6s %12s %12s %7s\n", "model", "kind", "batch", "tok/s", "roofline",
+           "frac");
     for (int i = 0; i < n_results; i++)
-        printf("%-16s %-8s %6d %12.0f %12.0f %6.1f%%\n", results[i].preset,
-               results[i].batch ? "decode" : "prefill", results[i].batch ? results[i].batch : 1,
-               results[i].tok_s, results[i].roof_tok_s,
+        printf("%-16s %-12s %6d %12.0f %12.0f %6.1f%%\n", results[i].preset, results[i].kind,
+               results[i].batch, results[i].tok_s, results[i].roof_tok_s,
                100.0 * results[i].tok_s / results[i].roof_tok_s);
     write_json(bw, rate, device);
     return rc;
