@@ -74,6 +74,15 @@ typedef struct eng_weights {
 
 typedef struct eng_backend eng_backend;
 
+/* The attention split of a step (attn_split). */
+typedef struct eng_attn_split {
+    int tc_jobs;        /* tensor-core jobs: prefill tiles and shared-level slices */
+    int shared_members; /* (token, slice) rows of shared levels */
+    int per_token;      /* tokens of the per-token (split-KV) kernel */
+    int n_split;        /* its slices per token */
+    int n_slots;        /* partial slots per row (slices + shared slices) */
+} eng_attn_split;
+
 typedef struct eng_backend_ops {
     const char *name;
     void (*destroy)(eng_backend *b);
@@ -155,6 +164,9 @@ typedef struct eng_backend_ops {
      * so that the engine can size the pool after prepare() uploaded the
      * weights. */
     bi_status (*kv_realloc)(eng_backend *b);
+    /* How the last step's attention was split (tests and benchmarks read it;
+     * NULL where a backend has one kernel for every token). */
+    void (*attn_split)(eng_backend *b, struct eng_attn_split *out);
 } eng_backend_ops;
 
 struct eng_backend {

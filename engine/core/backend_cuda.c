@@ -50,6 +50,12 @@
 #define SPLIT_MAX        64
 #define BLAS_WORKSPACE   ((size_t)32 << 20)
 #define LOGIT_CHUNK      ((size_t)1 << 20) /* floats per pinned half-buffer (4 MiB) */
+#define TC_MIN_ROWS                                                                                \
+    16                       /* query rows (tokens x group) from which a sequence's tokens go to   \
+                                the tensor-core kernel as prefill tiles */
+#define CASCADE_MIN_KEYS 64  /* shorter shared segments stay with the per-token kernel */
+#define CASCADE_SLICE    256 /* fewest keys per slice of a shared level */
+#define CASCADE_SLICES   16
 
 /* One op of the step, as recorded by the op functions and run by finish().
  * Zeroed before filling, so that its bytes (padding included) hash
@@ -109,8 +115,18 @@ typedef struct cuda_backend {
     size_t logits_n;
     /* scratch: attention partials, fused projection outputs */
     float *part, *fuse;
-    int32_t part_rows;
+    size_t part_cap; /* floats */
     size_t fuse_cap; /* floats */
+    /* how this step's attention is split (plan_attention) */
+    bool tc_on, cascade_on; /* BRAID_TC_ATTN, BRAID_CASCADE (default on) */
+    int n_slots;
+    int32_t *ap;   /* host scratch holding the five arrays below */
+    size_t ap_cap; /* int32 elements */
+    int32_t *ap_jobs, *ap_sh, *ap_dec, *ap_extra, *ap_flag; /* ap_flag: per segment */
+    struct cand *cands;
+    size_t cand_cap;
+    size_t n_jobs, n_sh, n_dec;
+    bool dec_on; /* dec[] is uploaded (else every token is the per-token kernel's) */
     void *blas_ws;
     /* the step's op log, and captured steps */
     op_rec *log;
@@ -251,7 +267,7 @@ static void cuda_release(eng_backend *b, eng_weights *w)
     cudaFree(cb->part);
     cudaFree(cb->fuse);
     cb->part = cb->fuse = NULL;
-    cb->part_rows = 0;
+    cb->part_cap = 0;
     cb->fuse_cap = 0;
     cudaFree(cb->wmem);
     cudaFree(cb->kv_k);
@@ -338,8 +354,9 @@ static bi_status cuda_kv_realloc(eng_backend *b)
     return alloc_kv(cb, cb->kv);
 }
 
-/* Attention partials for up to max(max_tokens, SPLIT_MAX) token slices, and
- * the fused projections' output for max_tokens rows. */
+/* Attention partials for max(max_tokens, SPLIT_MAX) token slices (begin()
+ * grows them when a step needs more), and the fused projections' output for
+ * max_tokens rows. */
 static bi_status alloc_scratch(cuda_backend *cb, const eng_model_config *c, int32_t max_tokens)
 {
     int32_t rows = max_tokens > SPLIT_MAX ? max_tokens : SPLIT_MAX;
@@ -355,7 +372,7 @@ static bi_status alloc_scratch(cuda_backend *cb, const eng_model_config *c, int3
         st = cuda_status(cudaMalloc((void **)&cb->fuse, fuse * sizeof(float)));
     if (st != BI_OK)
         return st;
-    cb->part_rows = rows;
+    cb->part_cap = part;
     cb->fuse_cap = fuse;
     return BI_OK;
 }
@@ -515,6 +532,7 @@ static void plan_pack(cuda_backend *cb, const eng_plan *plan, int32_t **at)
             seg[KRN_SEG_LEN] = g->len;
             seg[KRN_SEG_POS] = g->pos;
             seg[KRN_SEG_ROT_BASE] = g->rot_base;
+            seg[KRN_SEG_SHARED] = cb->ap_flag[first + i];
             memcpy(pg, g->pages, (size_t)np * sizeof *pg);
             pg += np;
         }
@@ -529,12 +547,195 @@ static void plan_pack(cuda_backend *cb, const eng_plan *plan, int32_t **at)
     at[0] = p + 4 * n + plan->n_logits;               /* seq_info */
     at[1] = seq + (size_t)b->n_seqs * KRN_SEQ_FIELDS; /* seg_info */
     at[2] = pages;
-    at[3] = pg; /* end */
+    /* the attention split (plan_attention) */
+    at[3] = pg;
+    memcpy(at[3], cb->ap_jobs, cb->n_jobs * KRN_JOB_FIELDS * sizeof *pg);
+    at[4] = at[3] + cb->n_jobs * KRN_JOB_FIELDS;
+    memcpy(at[4], cb->ap_sh, cb->n_sh * KRN_SH_FIELDS * sizeof *pg);
+    at[5] = at[4] + cb->n_sh * KRN_SH_FIELDS;
+    size_t nd = cb->dec_on ? cb->n_dec : 0;
+    memcpy(at[5], cb->ap_dec, nd * sizeof *pg);
+    at[6] = at[5] + nd;
+    memcpy(at[6], cb->ap_extra, nd * sizeof *pg);
+    at[7] = at[6] + nd; /* end */
+}
+
+/* ---- the attention split ---- */
+
+/* A decode sequence's segment that may be shared with others. */
+struct cand {
+    const int32_t *pages;
+    int32_t len, rot_base;
+    int32_t dec; /* the token's index in dec[] */
+    int32_t seg; /* the segment's index in seg_info */
+};
+
+static int cand_cmp(const void *a, const void *b)
+{
+    const struct cand *x = a, *y = b;
+    uintptr_t px = (uintptr_t)x->pages, py = (uintptr_t)y->pages;
+    if (px != py)
+        return px < py ? -1 : 1;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    if (x->rot_base != y->rot_base)
+        return x->rot_base < y->rot_base ? -1 : 1;
+    return x->dec != y->dec ? (x->dec < y->dec ? -1 : 1) : (x->seg > y->seg) - (x->seg < y->seg);
+}
+
+static bool same_level(const struct cand *x, const struct cand *y)
+{
+    return x->pages == y->pages && x->len == y->len && x->rot_base == y->rot_base;
+}
+
+/* Shared jobs for the members cands[0..n) of one shared level (n >= 2): its
+ * keys cut into slices so that the jobs fill the GPU, each member given a
+ * partial slot per slice (numbered after n_split later). */
+static void plan_shared(cuda_backend *cb, const struct cand *cands, size_t n, int T)
+{
+    const eng_model_config *c = &cb->m->cfg;
+    const int32_t len = cands[0].len;
+    const int64_t tiles = ((int64_t)n + T - 1) / T;
+    int64_t slices = (2 * cb->n_sm + tiles * c->n_kv_head - 1) / (tiles * c->n_kv_head);
+    int64_t most = len / CASCADE_SLICE > 1 ? len / CASCADE_SLICE : 1;
+    slices = slices < most ? slices : most;
+    slices = slices < CASCADE_SLICES ? slices : CASCADE_SLICES;
+    slices = slices < 1 ? 1 : slices;
+    int32_t slen = (int32_t)((len + slices - 1) / slices);
+    slen = (slen + 63) / 64 * 64;
+    slices = (len + slen - 1) / slen;
+    for (size_t i = 0; i < n; i++)
+        cb->ap_flag[cands[i].seg] = 1;
+    for (int64_t k = 0; k < slices; k++) {
+        int32_t *sh = cb->ap_sh + cb->n_sh * KRN_SH_FIELDS;
+        for (size_t i = 0; i < n; i++, sh += KRN_SH_FIELDS) {
+            sh[KRN_SH_DEC] = cands[i].dec;
+            sh[KRN_SH_SEG] = cands[i].seg;
+            sh[KRN_SH_SLOT] = cb->ap_extra[cands[i].dec]++; /* + n_split later */
+        }
+        for (int64_t t = 0; t < tiles; t++) {
+            int32_t *j = cb->ap_jobs + cb->n_jobs++ * KRN_JOB_FIELDS;
+            j[KRN_JOB_SEQ] = -1;
+            j[KRN_JOB_TOK] = (int32_t)(cb->n_sh + (size_t)t * T);
+            j[KRN_JOB_NTOK] = (int32_t)((int64_t)n - t * T < T ? (int64_t)n - t * T : T);
+            j[KRN_JOB_SEG] = cands[0].seg;
+            j[KRN_JOB_KEY_LO] = (int32_t)(k * slen);
+            j[KRN_JOB_KEY_HI] = (int32_t)((k + 1) * slen < len ? (k + 1) * slen : len);
+        }
+        cb->n_sh += n;
+    }
+}
+
+static int choose_split(const cuda_backend *cb, int32_t n_tokens, int64_t max_keys);
+
+/* Splits the step's attention between the kernels: the tokens of sequences
+ * with enough query rows become prefill tiles of the tensor-core kernel;
+ * segments that several decode sequences hold (the same pages) become shared
+ * jobs, read once for all of them; every other token, and the rest of those
+ * decodes' levels, go to the per-token (split-KV) kernel. Sets the host
+ * arrays plan_pack copies and n_split / n_slots. */
+static bi_status plan_attention(cuda_backend *cb, const eng_plan *plan, size_t n_segs)
+{
+    const eng_fwd_batch *b = plan->batch;
+    const eng_model_config *c = &cb->m->cfg;
+    const int G = c->n_head / c->n_kv_head;
+    const bool tc = cb->tc_on && krn_attn_tc_supported(c->n_head, c->n_kv_head, c->head_dim);
+    const bool cascade = tc && cb->cascade_on;
+    const int T = tc ? krn_attn_tc_tokens(c->n_head, c->n_kv_head) : 1;
+    size_t nc = 0;
+    for (int s = 0; cascade && s < b->n_seqs; s++)
+        if (b->seqs[s].n_new == 1)
+            for (int i = 0; i < b->seqs[s].n_segs; i++)
+                nc += b->seqs[s].segs[i].len >= CASCADE_MIN_KEYS;
+    const size_t n = (size_t)b->n_tokens, max_jobs = n + nc * CASCADE_SLICES,
+                 need = max_jobs * KRN_JOB_FIELDS + nc * CASCADE_SLICES * KRN_SH_FIELDS + 2 * n +
+                        n_segs;
+    if (need > cb->ap_cap) {
+        int32_t *a = bi_reallocarray(cb->ap, need, sizeof *a);
+        if (!a)
+            return BI_NOMEM;
+        cb->ap = a;
+        cb->ap_cap = need;
+    }
+    if (nc > cb->cand_cap) {
+        struct cand *a = bi_reallocarray(cb->cands, nc, sizeof *a);
+        if (!a)
+            return BI_NOMEM;
+        cb->cands = a;
+        cb->cand_cap = nc;
+    }
+    cb->ap_jobs = cb->ap;
+    cb->ap_sh = cb->ap_jobs + max_jobs * KRN_JOB_FIELDS;
+    cb->ap_dec = cb->ap_sh + nc * CASCADE_SLICES * KRN_SH_FIELDS;
+    cb->ap_extra = cb->ap_dec + n;
+    cb->ap_flag = cb->ap_extra + n;
+    memset(cb->ap_flag, 0, n_segs * sizeof(int32_t));
+    cb->n_jobs = cb->n_sh = cb->n_dec = 0;
+    size_t n_cand = 0;
+    int32_t t = 0, first = 0;
+    for (int s = 0; s < b->n_seqs; s++) {
+        const eng_fwd_seq *q = &b->seqs[s];
+        if (tc && (int64_t)q->n_new * G >= TC_MIN_ROWS) {
+            /* last tile first: the causal tail makes later tiles the longest,
+             * and blocks start in job order */
+            for (int32_t k = (q->n_new - 1) / T * T; k >= 0; k -= T) {
+                int32_t *j = cb->ap_jobs + cb->n_jobs++ * KRN_JOB_FIELDS;
+                j[KRN_JOB_SEQ] = s;
+                j[KRN_JOB_TOK] = t + k;
+                j[KRN_JOB_NTOK] = q->n_new - k < T ? q->n_new - k : T;
+                j[KRN_JOB_SEG] = -1;
+                j[KRN_JOB_KEY_LO] = j[KRN_JOB_KEY_HI] = 0;
+            }
+        } else {
+            for (int32_t i = 0; i < q->n_new; i++) {
+                if (q->n_new == 1 && cascade)
+                    for (int k = 0; k < q->n_segs; k++)
+                        if (q->segs[k].len >= CASCADE_MIN_KEYS)
+                            cb->cands[n_cand++] =
+                                (struct cand){q->segs[k].pages, q->segs[k].len, q->segs[k].rot_base,
+                                              (int32_t)cb->n_dec, first + k};
+                cb->ap_extra[cb->n_dec] = 0;
+                cb->ap_dec[cb->n_dec++] = t + i;
+            }
+        }
+        t += q->n_new;
+        first += q->n_segs;
+    }
+    if (n_cand > 1)
+        qsort(cb->cands, n_cand, sizeof *cb->cands, cand_cmp);
+    for (size_t g0 = 0, g1; g0 < n_cand; g0 = g1) {
+        for (g1 = g0 + 1; g1 < n_cand && same_level(&cb->cands[g0], &cb->cands[g1]); g1++)
+            ;
+        if (g1 - g0 >= 2)
+            plan_shared(cb, cb->cands + g0, g1 - g0, T);
+    }
+    /* The per-token kernel's split: over its tokens' remaining keys. */
+    int64_t max_keys = 0;
+    int32_t max_extra = 0;
+    first = 0;
+    for (int s = 0; s < b->n_seqs; first += b->seqs[s].n_segs, s++) {
+        const eng_fwd_seq *q = &b->seqs[s];
+        if (tc && (int64_t)q->n_new * G >= TC_MIN_ROWS)
+            continue;
+        int64_t keys = (int64_t)q->tail_len + q->n_new;
+        for (int k = 0; k < q->n_segs; k++)
+            if (!cb->ap_flag[first + k])
+                keys += q->segs[k].len;
+        max_keys = keys > max_keys ? keys : max_keys;
+    }
+    for (size_t d = 0; d < cb->n_dec; d++)
+        max_extra = cb->ap_extra[d] > max_extra ? cb->ap_extra[d] : max_extra;
+    cb->n_split = cb->n_dec ? choose_split(cb, (int32_t)cb->n_dec, max_keys) : 1;
+    cb->n_slots = cb->n_split + max_extra;
+    for (size_t i = 0; i < cb->n_sh; i++)
+        cb->ap_sh[i * KRN_SH_FIELDS + KRN_SH_SLOT] += cb->n_split;
+    cb->dec_on = cb->n_jobs > 0;
+    return BI_OK;
 }
 
 /* Slices per token for split-KV attention: enough blocks for about two per
- * SM, at least SPLIT_MIN_KEYS keys per slice, within the partials' scratch;
- * a power of two, so that few distinct step shapes (graph keys) arise. */
+ * SM, at least SPLIT_MIN_KEYS keys per slice; a power of two, so that few distinct step shapes
+ * (graph keys) arise. */
 static int choose_split(const cuda_backend *cb, int32_t n_tokens, int64_t max_keys)
 {
     const eng_model_config *c = &cb->m->cfg;
@@ -543,7 +744,6 @@ static int choose_split(const cuda_backend *cb, int32_t n_tokens, int64_t max_ke
     int64_t blocks = (int64_t)n_tokens * c->n_kv_head, want = (2 * cb->n_sm + blocks - 1) / blocks;
     int64_t n = max_keys / SPLIT_MIN_KEYS;
     n = want < n ? want : n;
-    n = cb->part_rows / n_tokens < n ? cb->part_rows / n_tokens : n;
     n = n > SPLIT_MAX ? SPLIT_MAX : n;
     int p = 1;
     while ((int64_t)p * 2 <= n)
@@ -563,18 +763,27 @@ static bi_status cuda_begin(eng_backend *b, const eng_plan *plan)
     size_t n_segs, n_pages;
     int64_t max_keys;
     bi_status st = plan_size(cb, plan, &n_segs, &n_pages, &max_keys);
+    if (st == BI_OK)
+        st = plan_attention(cb, plan, n_segs);
     if (st != BI_OK)
         return st;
+    (void)max_keys; /* plan_attention chose the split over the per-token kernel's keys */
     size_t need = 4 * (size_t)bt->n_tokens + (size_t)plan->n_logits +
-                  (size_t)bt->n_seqs * KRN_SEQ_FIELDS + n_segs * KRN_SEG_FIELDS + n_pages;
+                  (size_t)bt->n_seqs * KRN_SEQ_FIELDS + n_segs * KRN_SEG_FIELDS + n_pages +
+                  cb->n_jobs * KRN_JOB_FIELDS + cb->n_sh * KRN_SH_FIELDS +
+                  (cb->dec_on ? 2 * cb->n_dec : 0);
+    size_t part = cb->n_slots > 1 ? krn_attn_part_floats((int)cb->n_dec, cb->m->cfg.n_head,
+                                                         cb->m->cfg.head_dim, cb->n_slots)
+                                  : 0;
     size_t n_logit_floats = (size_t)plan->n_logits * cb->m->cfg.vocab_size;
     if ((st = grow_buf((void **)&cb->meta_h, &cb->meta_h_cap, need, sizeof(int32_t), true)) !=
             BI_OK ||
         (st = grow_device((void **)&cb->meta_d, &cb->meta_d_cap, need, sizeof(int32_t))) != BI_OK ||
         (st = grow_device((void **)&cb->logits_d, &cb->logits_cap, n_logit_floats,
-                          sizeof(float))) != BI_OK)
+                          sizeof(float))) != BI_OK ||
+        (st = grow_device((void **)&cb->part, &cb->part_cap, part, sizeof(float))) != BI_OK)
         return st;
-    int32_t *at[4];
+    int32_t *at[8];
     plan_pack(cb, plan, at);
     cudaError_t e = cudaMemcpyAsync(cb->meta_d, cb->meta_h, need * sizeof(int32_t),
                                     cudaMemcpyHostToDevice, cb->stream);
@@ -591,11 +800,16 @@ static bi_status cuda_begin(eng_backend *b, const eng_plan *plan)
         .seq_info = d + (at[0] - cb->meta_h),
         .seg_info = d + (at[1] - cb->meta_h),
         .pages = d + (at[2] - cb->meta_h),
+        .jobs = cb->n_jobs ? d + (at[3] - cb->meta_h) : NULL,
+        .shared = cb->n_sh ? d + (at[4] - cb->meta_h) : NULL,
+        .dec = cb->dec_on ? d + (at[5] - cb->meta_h) : NULL,
+        .dec_extra = cb->dec_on ? d + (at[6] - cb->meta_h) : NULL,
         .n_tokens = bt->n_tokens,
         .n_seqs = bt->n_seqs,
         .n_logits = plan->n_logits,
+        .n_jobs = (int32_t)cb->n_jobs,
+        .n_dec = (int32_t)cb->n_dec,
     };
-    cb->n_split = choose_split(cb, bt->n_tokens, max_keys);
     return BI_OK;
 }
 
@@ -741,10 +955,11 @@ static void cuda_attention(eng_backend *b, const eng_plan *plan, const eng_rope 
     cuda_backend *cb = cuda_of(b);
     op_rec *r = rec(cb, OP_ATTENTION);
     if (r)
-        *r = (op_rec){.kind = OP_ATTENTION,
-                      .i = {layer, n_head, cb->n_split},
-                      .f = 1.0f / sqrtf((float)kv->head_dim),
-                      .p = {out, q}};
+        *r = (op_rec){
+            .kind = OP_ATTENTION,
+            .i = {layer, n_head, cb->n_split, cb->n_slots, (int64_t)cb->n_jobs, (int64_t)cb->n_dec},
+            .f = 1.0f / sqrtf((float)kv->head_dim),
+            .p = {out, q}};
 }
 
 static void cuda_logits(eng_backend *b, float *logits, const eng_act *h, const eng_wt *lm_head,
@@ -878,7 +1093,8 @@ static void run_log(cuda_backend *cb)
         case OP_ATTENTION:
             note(cb,
                  krn_paged_attention(&cb->step, kv_layer(cb, (int)i[0]), H(r->p[0]), r->p[1],
-                                     cb->inv_freq, (int)i[1], r->f, (int)i[2], cb->part, s),
+                                     cb->inv_freq, (int)i[1], r->f, (int)i[2], (int)i[3], cb->part,
+                                     s),
                  "attention");
             break;
         case OP_LOGITS:
@@ -909,6 +1125,13 @@ static uint64_t step_key(const cuda_backend *cb)
                           (uint64_t)(uintptr_t)st->seq_info,
                           (uint64_t)(uintptr_t)st->seg_info,
                           (uint64_t)(uintptr_t)st->pages,
+                          (uint64_t)(uintptr_t)st->jobs,
+                          (uint64_t)(uintptr_t)st->shared,
+                          (uint64_t)(uintptr_t)st->dec,
+                          (uint64_t)(uintptr_t)st->dec_extra,
+                          (uint64_t)(uintptr_t)cb->part,
+                          (uint64_t)st->n_jobs,
+                          (uint64_t)st->n_dec,
                           (uint64_t)st->n_tokens,
                           (uint64_t)st->n_seqs,
                           (uint64_t)st->n_logits};
@@ -1058,11 +1281,20 @@ static void cuda_destroy(eng_backend *b)
             cudaEventDestroy(cb->half_done[i]);
     cudaFreeHost(cb->meta_h);
     bi_free(cb->log);
+    bi_free(cb->ap);
+    bi_free(cb->cands);
     if (cb->blas)
         cublasDestroy(cb->blas);
     if (cb->stream)
         cudaStreamDestroy(cb->stream);
     bi_free(cb);
+}
+
+static void cuda_attn_split(eng_backend *b, eng_attn_split *out)
+{
+    const cuda_backend *cb = cuda_of(b);
+    *out =
+        (eng_attn_split){(int)cb->n_jobs, (int)cb->n_sh, (int)cb->n_dec, cb->n_split, cb->n_slots};
 }
 
 static const eng_backend_ops cuda_ops = {
@@ -1089,6 +1321,7 @@ static const eng_backend_ops cuda_ops = {
     .add_rmsnorm = cuda_add_rmsnorm,
     .mem_info = cuda_mem_info,
     .kv_realloc = cuda_kv_realloc,
+    .attn_split = cuda_attn_split,
 };
 
 bool eng_backend_cuda_available(void)
@@ -1132,6 +1365,11 @@ bi_status eng_backend_cuda_create(int device, eng_backend **out)
     /* BRAID_CUDA_GRAPHS=0 runs every step op by op (for comparison). */
     const char *g = getenv("BRAID_CUDA_GRAPHS");
     cb->graphs_on = !(g && strcmp(g, "0") == 0);
+    /* BRAID_TC_ATTN=0: every token through the per-token attention kernel;
+     * BRAID_CASCADE=0: shared chunks read per sequence (for comparison). */
+    const char *tc = getenv("BRAID_TC_ATTN"), *cas = getenv("BRAID_CASCADE");
+    cb->tc_on = !(tc && strcmp(tc, "0") == 0);
+    cb->cascade_on = !(cas && strcmp(cas, "0") == 0);
     *out = &cb->base;
     return BI_OK;
 }

@@ -15,6 +15,13 @@
 #define TILE    32
 #define THREADS 128
 
+// Partials: n_slots outputs (head_dim floats) per row, then their
+// log2-sum-exps; the offset of the latter.
+static size_t krn_part_lse_offset(int n_rows, int n_head, int head_dim, int n_slots)
+{
+    return (size_t)n_rows * n_head * n_slots * head_dim;
+}
+
 // Rotates the pair (x1, x2) = (x[i], x[i + half]) by angle pos * inv_freq[i].
 static __device__ __forceinline__ void rope_pair(float &x1, float &x2, float pos, float inv_freq)
 {
@@ -237,12 +244,16 @@ static __device__ __forceinline__ void bf16x8_to_f32(const uint4 &r, float *f)
     }
 }
 
-// Keys of token t over all its levels (segments, then the causal tail).
+// Keys of token t over its levels (segments a shared job does not cover,
+// then the causal tail).
 static __device__ int32_t token_keys(const krn_step &st, int t, const int32_t *seq)
 {
     int32_t n = st.tok_idx[t] + 1;
-    for (int i = 0; i < seq[KRN_SEQ_N_SEGS]; i++)
-        n += st.seg_info[(size_t)(seq[KRN_SEQ_FIRST_SEG] + i) * KRN_SEG_FIELDS + KRN_SEG_LEN];
+    for (int i = 0; i < seq[KRN_SEQ_N_SEGS]; i++) {
+        const int32_t *g = st.seg_info + (size_t)(seq[KRN_SEQ_FIRST_SEG] + i) * KRN_SEG_FIELDS;
+        if (!g[KRN_SEG_SHARED])
+            n += g[KRN_SEG_LEN];
+    }
     return n;
 }
 
@@ -251,13 +262,13 @@ static __global__ void __launch_bounds__(SPLIT_WARPS * 32)
     split_attention_kernel(krn_step st, krn_kv_layer kv, __nv_bfloat16 *__restrict__ out,
                            float *__restrict__ part_o, float *__restrict__ part_lse,
                            const float *__restrict__ q, const float *__restrict__ inv_freq,
-                           int n_head, float scale_log2, int n_split)
+                           int n_head, float scale_log2, int n_split, int n_slots)
 {
     using S = split_shape<HD, G>;
     __shared__ __align__(16) float qs[G * HD];
     __shared__ __align__(16) float red_acc[SPLIT_WARPS][G][HD];
     __shared__ float red_m[SPLIT_WARPS][G], red_l[SPLIT_WARPS][G];
-    const int t = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
+    const int di = blockIdx.x, t = st.dec ? st.dec[di] : di, kvh = blockIdx.y, split = blockIdx.z;
     const int group = n_head / kv.n_kv_head;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int kk = lane / S::LPK, d0 = (lane % S::LPK) * 8;
@@ -287,6 +298,8 @@ static __global__ void __launch_bounds__(SPLIT_WARPS * 32)
         float rot;
         if (lv < n_segs) {
             const int32_t *g = st.seg_info + (size_t)(seq[KRN_SEQ_FIRST_SEG] + lv) * KRN_SEG_FIELDS;
+            if (g[KRN_SEG_SHARED])
+                continue; // a shared job attends it
             pages = st.pages + g[KRN_SEG_PAGES];
             len = g[KRN_SEG_LEN];
             rot = (float)(pos - g[KRN_SEG_POS] + g[KRN_SEG_ROT_BASE]);
@@ -424,11 +437,12 @@ static __global__ void __launch_bounds__(SPLIT_WARPS * 32)
                 A += red_acc[w][g][e] * c;
             }
         }
-        const size_t row = (size_t)t * n_head + (size_t)kvh * group + g;
-        if (n_split == 1) {
-            out[row * HD + e] = __float2bfloat16_rn(L > 0.0f ? A / L : 0.0f);
+        const size_t head = (size_t)kvh * group + g;
+        if (n_slots == 1) {
+            out[((size_t)t * n_head + head) * HD + e] =
+                __float2bfloat16_rn(L > 0.0f ? A / L : 0.0f);
         } else {
-            const size_t r = row * n_split + split;
+            const size_t r = ((size_t)di * n_head + head) * n_slots + split;
             part_o[r * HD + e] = L > 0.0f ? A / L : 0.0f;
             if (e == 0)
                 part_lse[r] = L > 0.0f ? M + log2f(L) : -INFINITY;
@@ -436,64 +450,75 @@ static __global__ void __launch_bounds__(SPLIT_WARPS * 32)
     }
 }
 
-// out[row] = the splits' outputs weighted by 2^lse (log-sum-exp merge).
-static __global__ void merge_kernel(__nv_bfloat16 *__restrict__ out,
+// out of row (dec token, head) = its slots' outputs weighted by 2^lse (the
+// log-sum-exp merge): its n_split slices, then the shared levels' partials.
+static __global__ void merge_kernel(krn_step st, __nv_bfloat16 *__restrict__ out,
                                     const float *__restrict__ part_o,
-                                    const float *__restrict__ part_lse, int n_split, int hd)
+                                    const float *__restrict__ part_lse, int n_head, int n_split,
+                                    int n_slots, int hd)
 {
-    const size_t row = blockIdx.x;
-    const float *lse = part_lse + row * n_split;
+    const size_t row = blockIdx.x; // dec index * n_head + head
+    const int di = (int)(row / n_head), h = (int)(row % n_head);
+    const int t = st.dec ? st.dec[di] : di;
+    const int used = n_split + (st.dec_extra ? st.dec_extra[di] : 0);
+    const float *lse = part_lse + row * n_slots;
     float M = -INFINITY;
-    for (int s = 0; s < n_split; s++)
+    for (int s = 0; s < used; s++)
         M = fmaxf(M, lse[s]);
+    __nv_bfloat16 *o = out + ((size_t)t * n_head + h) * hd;
     for (int e = threadIdx.x; e < hd; e += blockDim.x) {
         float L = 0.0f, A = 0.0f;
-        for (int s = 0; s < n_split; s++) {
+        for (int s = 0; s < used; s++) {
             if (lse[s] == -INFINITY)
                 continue;
             const float w = exp2f(lse[s] - M);
             L += w;
-            A += w * part_o[(row * n_split + s) * hd + e];
+            A += w * part_o[(row * n_slots + s) * hd + e];
         }
-        out[row * hd + e] = __float2bfloat16_rn(L > 0.0f ? A / L : 0.0f);
+        o[e] = __float2bfloat16_rn(L > 0.0f ? A / L : 0.0f);
     }
 }
 
 template <int HD, int G>
 static void split_launch(const krn_step *step, const krn_kv_layer &kv, krn_bf16 *out, float *part,
                          const float *q, const float *inv_freq, int n_head, float scale,
-                         int n_split, cudaStream_t stream)
+                         int n_split, int n_slots, cudaStream_t stream)
 {
-    dim3 grid((unsigned)step->n_tokens, (unsigned)kv.n_kv_head, (unsigned)n_split);
-    // part: n_split outputs per row, then their log2-sum-exps
-    const size_t rows = (size_t)step->n_tokens * n_head * n_split;
-    float *part_lse = n_split > 1 ? part + rows * HD : nullptr;
-    split_attention_kernel<HD, G>
-        <<<grid, SPLIT_WARPS * 32, 0, stream>>>(*step, kv, bf(out), part, part_lse, q, inv_freq,
-                                                n_head, scale * 1.4426950408889634f, n_split);
+    if (step->n_dec <= 0)
+        return;
+    dim3 grid((unsigned)step->n_dec, (unsigned)kv.n_kv_head, (unsigned)n_split);
+    float *part_lse =
+        n_slots > 1 ? part + krn_part_lse_offset(step->n_dec, n_head, HD, n_slots) : nullptr;
+    split_attention_kernel<HD, G><<<grid, SPLIT_WARPS * 32, 0, stream>>>(
+        *step, kv, bf(out), part, part_lse, q, inv_freq, n_head, scale * 1.4426950408889634f,
+        n_split, n_slots);
     const int merge_threads = HD < 128 ? HD : 128;
-    if (n_split > 1)
-        merge_kernel<<<(unsigned)((size_t)step->n_tokens * n_head), merge_threads, 0, stream>>>(
-            bf(out), part, part_lse, n_split, HD);
+    if (n_slots > 1)
+        merge_kernel<<<(unsigned)((size_t)step->n_dec * n_head), merge_threads, 0, stream>>>(
+            *step, bf(out), part, part_lse, n_head, n_split, n_slots, HD);
 }
 
 template <int HD>
 static bool split_dispatch_g(int group, const krn_step *step, const krn_kv_layer &kv, krn_bf16 *out,
                              float *part, const float *q, const float *inv_freq, int n_head,
-                             float scale, int n_split, cudaStream_t stream)
+                             float scale, int n_split, int n_slots, cudaStream_t stream)
 {
     switch (group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : group <= 8 ? 8 : 0) {
     case 1:
-        split_launch<HD, 1>(step, kv, out, part, q, inv_freq, n_head, scale, n_split, stream);
+        split_launch<HD, 1>(step, kv, out, part, q, inv_freq, n_head, scale, n_split, n_slots,
+                            stream);
         return true;
     case 2:
-        split_launch<HD, 2>(step, kv, out, part, q, inv_freq, n_head, scale, n_split, stream);
+        split_launch<HD, 2>(step, kv, out, part, q, inv_freq, n_head, scale, n_split, n_slots,
+                            stream);
         return true;
     case 4:
-        split_launch<HD, 4>(step, kv, out, part, q, inv_freq, n_head, scale, n_split, stream);
+        split_launch<HD, 4>(step, kv, out, part, q, inv_freq, n_head, scale, n_split, n_slots,
+                            stream);
         return true;
     case 8:
-        split_launch<HD, 8>(step, kv, out, part, q, inv_freq, n_head, scale, n_split, stream);
+        split_launch<HD, 8>(step, kv, out, part, q, inv_freq, n_head, scale, n_split, n_slots,
+                            stream);
         return true;
     default:
         return false;
@@ -506,34 +531,49 @@ extern "C" bool krn_attn_split_supported(int n_head, int n_kv_head, int head_dim
            (head_dim == 64 || head_dim == 128 || head_dim == 256);
 }
 
-extern "C" size_t krn_attn_part_floats(int n_tokens, int n_head, int head_dim, int n_split)
+extern "C" size_t krn_attn_part_floats(int n_rows, int n_head, int head_dim, int n_slots)
 {
-    return (size_t)n_tokens * n_head * n_split * ((size_t)head_dim + 1);
+    return (size_t)n_rows * n_head * n_slots * ((size_t)head_dim + 1);
 }
 
 extern "C" bi_status krn_paged_attention(const krn_step *step, krn_kv_layer kv, krn_bf16 *out,
                                          const float *q, const float *inv_freq, int n_head,
-                                         float scale, int n_split, float *part, cudaStream_t stream)
+                                         float scale, int n_split, int n_slots, float *part,
+                                         cudaStream_t stream)
 {
     if (kv.head_dim <= 0 || kv.head_dim % 2 || kv.head_dim > KRN_ATTN_MAX_HEAD_DIM ||
         kv.n_kv_head <= 0 || n_head <= 0 || n_head % kv.n_kv_head || kv.page_size <= 0 ||
-        n_split < 1 || n_split > 65535 || (n_split > 1 && !part))
+        n_split < 1 || n_split > 65535 || n_slots < n_split || (n_slots > 1 && !part))
         return BI_INVALID_ARGUMENT;
     if (step->n_tokens <= 0)
         return BI_OK;
-    if (krn_attn_split_supported(n_head, kv.n_kv_head, kv.head_dim)) {
+    const bool split = krn_attn_split_supported(n_head, kv.n_kv_head, kv.head_dim);
+    if (step->n_jobs > 0) {
+        if (!split || n_slots < 1)
+            return BI_INVALID_ARGUMENT;
+        float *part_lse =
+            n_slots > 1 ? part + krn_part_lse_offset(step->n_dec, n_head, kv.head_dim, n_slots)
+                        : nullptr;
+        bi_status st = krn_tc_attention(step, kv, out, part, part_lse, q, inv_freq, n_head, scale,
+                                        n_slots, stream);
+        if (st != BI_OK)
+            return st;
+    }
+    if (split) {
         const int group = n_head / kv.n_kv_head;
         if (kv.head_dim == 64)
             split_dispatch_g<64>(group, step, kv, out, part, q, inv_freq, n_head, scale, n_split,
-                                 stream);
+                                 n_slots, stream);
         else if (kv.head_dim == 128)
             split_dispatch_g<128>(group, step, kv, out, part, q, inv_freq, n_head, scale, n_split,
-                                  stream);
+                                  n_slots, stream);
         else
             split_dispatch_g<256>(group, step, kv, out, part, q, inv_freq, n_head, scale, n_split,
-                                  stream);
+                                  n_slots, stream);
         return krn_launched();
     }
+    if (step->dec || n_slots > 1)
+        return BI_INVALID_ARGUMENT; // the tiled kernel attends every token, alone
     // Other shapes: one block per (token, kv head) over every key; n_split is
     // ignored.
     size_t smem = attn_smem_bytes(n_head / kv.n_kv_head, kv.head_dim);

@@ -40,20 +40,39 @@ bi_status krn_rope_store_kv(const krn_step *step, krn_kv_layer kv, const float *
 /* out[t][h] (bf16) = softmax-weighted V over every level of t's sequence:
  * its segments in full, then its tail up to and including slot tok_idx[t]
  * (causal). q: [n_tokens][n_head][head_dim] fp32, unrotated.
- * Where krn_attn_split_supported(), each token's keys (its levels end to end)
- * are cut into n_split slices attended by separate blocks and merged by
- * log-sum-exp (flash-decoding); part is device scratch of
- * krn_attn_part_floats() floats (unused, may be NULL, when n_split is 1).
- * Other shapes use one block per (token, kv head) and ignore n_split. */
+ * The work is split as the step says: its tensor-core jobs (step->n_jobs,
+ * krn_tc_attention) write the rows of prefill tiles and the partials of
+ * shared levels; the per-token kernel attends the tokens step->dec (all when
+ * NULL) over their levels except segments flagged KRN_SEG_SHARED.
+ * Where krn_attn_split_supported(), each per-token row's keys (its levels end
+ * to end) are cut into n_split slices attended by separate blocks and merged
+ * by log-sum-exp (flash-decoding) together with the shared partials: row i of
+ * dec has n_slots partial slots, n_split of its slices then dec_extra[i] of
+ * shared levels. part is device scratch of krn_attn_part_floats(n_dec,
+ * n_head, head_dim, n_slots) floats (unused, may be NULL, when n_slots is 1).
+ * Other shapes use one block per (token, kv head), ignore n_split and take no
+ * jobs. */
 bi_status krn_paged_attention(const krn_step *step, krn_kv_layer kv, krn_bf16 *out, const float *q,
                               const float *inv_freq, int n_head, float scale, int n_split,
-                              float *part, cudaStream_t stream);
+                              int n_slots, float *part, cudaStream_t stream);
+
+/* The tensor-core jobs of a step alone (krn_paged_attention runs them first):
+ * prefill tiles write out, shared jobs write part_o / part_lse (laid out as
+ * krn_paged_attention's part with n_slots slots per row). */
+bi_status krn_tc_attention(const krn_step *step, krn_kv_layer kv, krn_bf16 *out, float *part_o,
+                           float *part_lse, const float *q, const float *inv_freq, int n_head,
+                           float scale, int n_slots, cudaStream_t stream);
+/* True when the tensor-core kernel handles the shape: head_dim 64 or 128, at
+ * most 8 query heads per kv head. */
+bool krn_attn_tc_supported(int n_head, int n_kv_head, int head_dim);
+/* Tokens one tensor-core job holds (64 query rows / the group). */
+int krn_attn_tc_tokens(int n_head, int n_kv_head);
 
 /* True when the split kernel handles the shape: head_dim 64, 128 or 256 and
  * at most 8 query heads per kv head. */
 bool krn_attn_split_supported(int n_head, int n_kv_head, int head_dim);
-/* Scratch floats krn_paged_attention needs for n_split > 1. */
-size_t krn_attn_part_floats(int n_tokens, int n_head, int head_dim, int n_split);
+/* Scratch floats krn_paged_attention needs for n_slots > 1 over n_rows tokens. */
+size_t krn_attn_part_floats(int n_rows, int n_head, int head_dim, int n_slots);
 
 #ifdef __cplusplus
 }

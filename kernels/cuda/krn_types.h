@@ -28,7 +28,32 @@ enum {
     KRN_SEG_LEN,       /* tokens */
     KRN_SEG_POS,       /* absolute position of its first token */
     KRN_SEG_ROT_BASE,  /* position its first key was rotated at */
+    KRN_SEG_SHARED,    /* 1: a shared job attends it for this (decode) sequence; the per-token
+                          kernels skip it */
     KRN_SEG_FIELDS
+};
+
+/* Tensor-core attention jobs (krn_tc_attention), KRN_JOB_FIELDS int32 each.
+ * A prefill tile (seg < 0): tokens tok .. tok + ntok - 1 of the batch, all of
+ * sequence seq, attend to every level of it. A shared job (seg >= 0): the
+ * entries tok .. tok + ntok - 1 of the shared list attend to keys
+ * [key_lo, key_hi) of segment seg (one member's entry; every member holds the
+ * same pages). ntok is at most krn_attn_tc_tokens(). */
+enum {
+    KRN_JOB_SEQ = 0,
+    KRN_JOB_TOK,
+    KRN_JOB_NTOK,
+    KRN_JOB_SEG,
+    KRN_JOB_KEY_LO,
+    KRN_JOB_KEY_HI,
+    KRN_JOB_FIELDS
+};
+/* A member of a shared job, KRN_SH_FIELDS int32 each. */
+enum {
+    KRN_SH_DEC = 0, /* its index in dec[] (rows of the partials) */
+    KRN_SH_SEG,     /* its own entry of the segment in seg_info (for its position) */
+    KRN_SH_SLOT,    /* the partial slot it fills */
+    KRN_SH_FIELDS
 };
 
 typedef struct krn_step {
@@ -40,7 +65,13 @@ typedef struct krn_step {
     const int32_t *seq_info;  /* n_seqs * KRN_SEQ_FIELDS */
     const int32_t *seg_info;  /* segments * KRN_SEG_FIELDS */
     const int32_t *pages;     /* page ids of every segment and tail */
-    int32_t n_tokens, n_seqs, n_logits;
+    /* attention work split (NULL / 0 when every token goes to the per-token
+     * kernels): */
+    const int32_t *jobs;      /* n_jobs * KRN_JOB_FIELDS tensor-core jobs */
+    const int32_t *shared;    /* members of the shared jobs, KRN_SH_FIELDS each */
+    const int32_t *dec;       /* n_dec: tokens the per-token kernels attend (NULL: all) */
+    const int32_t *dec_extra; /* n_dec: partial slots shared jobs fill after n_split (NULL: 0) */
+    int32_t n_tokens, n_seqs, n_logits, n_jobs, n_dec;
 } krn_step;
 
 /* One layer's paged KV: K and V as [page][kv_head][slot][head_dim] bf16. */

@@ -15,7 +15,10 @@
  * to the host); roofline = bytes / device-to-device copy bandwidth (read +
  * write bytes per second, measured here). Prefill: one 2048-token prompt;
  * its roofline is the larger of bytes / bandwidth and FLOPs / the bf16 GEMM
- * rate cuBLAS reaches here on 8192^3. Nothing is asserted.
+ * rate cuBLAS reaches here on 8192^3. Shared chunk: 64 requests over one
+ * 4096-token chunk (plus 32 tokens each) decode 128 tokens, cascade on and
+ * off; roofline = the weights, the chunk's KV once, the tails and logits per
+ * step. Nothing is asserted.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,8 +220,105 @@ static int bench_prefill(eng_forward *f, const eng_model_config *c, double bw, d
     return 0;
 }
 
+/* The shared-chunk case: SHARED_REQ requests hold one SHARED_LEN-token
+ * chunk, add a SHARED_QUERY-token question each, and decode NEW tokens, with
+ * the cascade (the chunk read once per step for all of them) on and off. */
+#define SHARED_LEN   4096
+#define SHARED_REQ   64
+#define SHARED_QUERY 32
+
+static int shared_run(const eng_model *m, bool cascade, double *step_s, eng_attn_split *split)
+{
+    const eng_model_config *c = &m->cfg;
+    setenv("BRAID_CASCADE", cascade ? "1" : "0", 1);
+    const int32_t chunk_pages = SHARED_LEN / PAGE, per = (SHARED_QUERY + NEW) / PAGE + 1;
+    const int32_t n_pages = chunk_pages + SHARED_REQ * per;
+    eng_backend *b = NULL;
+    eng_kv_pool kv;
+    eng_forward *f = NULL;
+    int rc = 1;
+    float *logits = malloc(sizeof(float) * (size_t)c->vocab_size * SHARED_REQ);
+    static int32_t tok[PREFILL];
+    static eng_fwd_seq seqs[SHARED_REQ];
+    static eng_seg segs[SHARED_REQ];
+    bool pool = false;
+    if (!logits || eng_backend_cuda_create(0, &b) != BI_OK ||
+        !(pool = eng_kv_pool_init_opt(&kv, c->n_layer, c->n_kv_head, c->head_dim, PAGE, n_pages,
+                                      false) == BI_OK) ||
+        eng_forward_create(m, b, &kv, PREFILL, &f) != BI_OK)
+        goto out;
+    /* the chunk, at local positions, in PREFILL-token pieces */
+    for (int32_t off = 0; off < SHARED_LEN; off += PREFILL) {
+        for (int t = 0; t < PREFILL; t++)
+            tok[t] = rand() % c->vocab_size;
+        eng_fwd_seq s = {NULL, 0, pages, 0, off, PREFILL, ENG_LOGITS_NONE};
+        eng_fwd_batch bt = {tok, PREFILL, &s, 1};
+        if (eng_forward_run(f, &bt, logits) != BI_OK)
+            goto out;
+    }
+    for (int i = 0; i < SHARED_REQ; i++) {
+        segs[i] = (eng_seg){pages, SHARED_LEN, 0, 0};
+        seqs[i] = (eng_fwd_seq){&segs[i],       1, pages + chunk_pages + i * per,
+                                SHARED_LEN,     0, SHARED_QUERY,
+                                ENG_LOGITS_LAST};
+    }
+    for (int t = 0; t < SHARED_REQ * SHARED_QUERY; t++)
+        tok[t] = rand() % c->vocab_size;
+    eng_fwd_batch q = {tok, SHARED_REQ * SHARED_QUERY, seqs, SHARED_REQ};
+    if (eng_forward_run(f, &q, logits) != BI_OK)
+        goto out;
+    double t[NEW];
+    for (int s = 0; s < NEW; s++) {
+        for (int i = 0; i < SHARED_REQ; i++) {
+            seqs[i].tail_len = SHARED_QUERY + s;
+            seqs[i].n_new = 1;
+            tok[i] = rand() % c->vocab_size;
+        }
+        eng_fwd_batch bt = {tok, SHARED_REQ, seqs, SHARED_REQ};
+        double t0 = bench_now_s();
+        if (eng_forward_run(f, &bt, logits) != BI_OK)
+            goto out;
+        t[s] = bench_now_s() - t0;
+    }
+    *step_s = bench_median(t, NEW);
+    *split = (eng_attn_split){0};
+    if (b->ops->attn_split)
+        b->ops->attn_split(b, split);
+    rc = 0;
+out:
+    unsetenv("BRAID_CASCADE");
+    eng_forward_destroy(f);
+    if (pool)
+        eng_kv_pool_fini(&kv);
+    eng_backend_destroy(b);
+    free(logits);
+    return rc;
+}
+
+static int bench_shared(const eng_model *m, double bw, const shape *sh, const char *preset)
+{
+    const eng_model_config *c = &m->cfg;
+    /* the least a step moves: the weights, the chunk once, every tail, the logits */
+    double bytes =
+        sh->w_bytes + SHARED_LEN * sh->kv_tok_bytes +
+        SHARED_REQ * ((SHARED_QUERY + NEW / 2 + 1) * sh->kv_tok_bytes + (double)c->vocab_size * 4);
+    for (int on = 1; on >= 0; on--) {
+        double step;
+        eng_attn_split sp;
+        if (shared_run(m, on, &step, &sp))
+            return 1;
+        printf("  (%s: %d shared rows in %d tensor-core jobs, %d per-token, split %d)\n",
+               on ? "cascade" : "no cascade", sp.shared_members, sp.tc_jobs, sp.per_token,
+               sp.n_split);
+        add_result(preset, on ? "shared-on" : "shared-off", SHARED_REQ, SHARED_REQ / step,
+                   SHARED_REQ / (bytes / bw));
+    }
+    return 0;
+}
+
 /* env BENCH_BATCHES: a comma list of the decode batches to run, 0 for the
- * prefill (default: all), e.g. to profile one case. */
+ * prefill, -1 for the shared-chunk case (default: all), e.g. to profile one
+ * case. */
 static bool bench_selected(int batch)
 {
     const char *sel = getenv("BENCH_BATCHES");
@@ -274,6 +374,8 @@ static int bench_preset(const char *name, double bw, double rate)
             rc = bench_decode(f, &c, batches[i], bw, &sh, name, logits);
     if (!rc && bench_selected(0))
         rc = bench_prefill(f, &c, bw, rate, &sh, name, logits);
+    if (!rc && bench_selected(-1))
+        rc = bench_shared(m, bw, &sh, name);
     if (rc)
         printf("%s: a forward step failed\n", name);
     free(logits);
@@ -301,8 +403,8 @@ static void write_json(double bw, double rate, const char *device)
                 "  {\"preset\": \"%s\", \"kind\": \"%s\", \"batch\": %d, \"tok_s\": %.1f, "
                 "\"roofline_tok_s\": %.1f, \"fraction\": %.4f}%s\n",
                 results[i].preset, results[i].kind, results[i].batch, results[i].tok_s,
-                results[i].roof_tok_s,
-                results[i].tok_s / results[i].roof_tok_s, i + 1 < n_results ? "," : "");
+                results[i].roof_tok_s, results[i].tok_s / results[i].roof_tok_s,
+                i + 1 < n_results ? "," : "");
     fprintf(fp, " ]\n}\n");
     fclose(fp);
     printf("wrote %s\n", path);
