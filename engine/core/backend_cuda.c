@@ -56,6 +56,10 @@
 #define CASCADE_MIN_KEYS 64  /* shorter shared segments stay with the per-token kernel */
 #define CASCADE_SLICE    256 /* fewest keys per slice of a shared level */
 #define CASCADE_SLICES   16
+#define TC_DECODE_MIN_GROUP                                                                        \
+    4                    /* decodes go to the tensor-core kernel from this many query heads        \
+                            per kv head (BRAID_TC_DECODE=0: never) */
+#define TC_DEC_SLICE 128 /* fewest keys per decode job */
 
 /* One op of the step, as recorded by the op functions and run by finish().
  * Zeroed before filling, so that its bytes (padding included) hash
@@ -118,7 +122,7 @@ typedef struct cuda_backend {
     size_t part_cap; /* floats */
     size_t fuse_cap; /* floats */
     /* how this step's attention is split (plan_attention) */
-    bool tc_on, cascade_on; /* BRAID_TC_ATTN, BRAID_CASCADE (default on) */
+    bool tc_on, cascade_on, tc_decode_on; /* BRAID_TC_ATTN, BRAID_CASCADE, BRAID_TC_DECODE */
     int n_slots;
     int32_t *ap;   /* host scratch holding the five arrays below */
     size_t ap_cap; /* int32 elements */
@@ -628,6 +632,48 @@ static void plan_shared(cuda_backend *cb, const struct cand *cands, size_t n, in
 
 static int choose_split(const cuda_backend *cb, int32_t n_tokens, int64_t max_keys);
 
+/* One member-list job per slice of each level that dec token d still
+ * attends (its segments no shared job covers, then its tail). */
+static void plan_decode_token(cuda_backend *cb, const eng_plan *plan, size_t d, int32_t slice)
+{
+    const int32_t tok = cb->ap_dec[d], s = plan->tok_seq[tok];
+    const eng_fwd_batch *b = plan->batch;
+    const eng_fwd_seq *q = &b->seqs[s];
+    int32_t first = 0;
+    for (int k = 0; k < s; k++)
+        first += b->seqs[k].n_segs;
+    for (int lv = 0; lv <= q->n_segs; lv++) {
+        const bool tail = lv == q->n_segs;
+        if (!tail && (cb->ap_flag[first + lv] || q->segs[lv].len == 0))
+            continue;
+        const int32_t len = tail ? plan->tok_idx[tok] + 1 : q->segs[lv].len;
+        for (int32_t lo = 0; lo < len; lo += slice) {
+            int32_t *sh = cb->ap_sh + cb->n_sh * KRN_SH_FIELDS;
+            sh[KRN_SH_DEC] = (int32_t)d;
+            sh[KRN_SH_SEG] = tail ? -1 : first + lv;
+            sh[KRN_SH_SLOT] = cb->ap_extra[d]++;
+            int32_t *j = cb->ap_jobs + cb->n_jobs++ * KRN_JOB_FIELDS;
+            j[KRN_JOB_SEQ] = -1;
+            j[KRN_JOB_TOK] = (int32_t)cb->n_sh++;
+            j[KRN_JOB_NTOK] = 1;
+            j[KRN_JOB_SEG] = tail ? KRN_JOB_SEG_TAIL : first + lv;
+            j[KRN_JOB_KEY_LO] = lo;
+            j[KRN_JOB_KEY_HI] = lo + slice < len ? lo + slice : len;
+        }
+    }
+}
+
+/* Decode tokens on the tensor-core kernel: each token's remaining levels in
+ * slices sized so that the step's jobs come to about two blocks per SM. */
+static void plan_decode(cuda_backend *cb, const eng_plan *plan, int64_t keys)
+{
+    const eng_model_config *c = &cb->m->cfg;
+    int64_t slice = keys * c->n_kv_head / (2 * cb->n_sm);
+    slice = slice < TC_DEC_SLICE ? TC_DEC_SLICE : (slice + 63) / 64 * 64;
+    for (size_t d = 0; d < cb->n_dec; d++)
+        plan_decode_token(cb, plan, d, (int32_t)slice);
+}
+
 /* Splits the step's attention between the kernels: the tokens of sequences
  * with enough query rows become prefill tiles of the tensor-core kernel;
  * segments that several decode sequences hold (the same pages) become shared
@@ -642,14 +688,27 @@ static bi_status plan_attention(cuda_backend *cb, const eng_plan *plan, size_t n
     const bool tc = cb->tc_on && krn_attn_tc_supported(c->n_head, c->n_kv_head, c->head_dim);
     const bool cascade = tc && cb->cascade_on;
     const int T = tc ? krn_attn_tc_tokens(c->n_head, c->n_kv_head) : 1;
-    size_t nc = 0;
-    for (int s = 0; cascade && s < b->n_seqs; s++)
-        if (b->seqs[s].n_new == 1)
-            for (int i = 0; i < b->seqs[s].n_segs; i++)
-                nc += b->seqs[s].segs[i].len >= CASCADE_MIN_KEYS;
-    const size_t n = (size_t)b->n_tokens, max_jobs = n + nc * CASCADE_SLICES,
-                 need = max_jobs * KRN_JOB_FIELDS + nc * CASCADE_SLICES * KRN_SH_FIELDS + 2 * n +
-                        n_segs;
+    const bool tc_dec = tc && cb->tc_decode_on && G >= TC_DECODE_MIN_GROUP;
+    size_t nc = 0, dec_levels = 0;
+    int64_t dec_keys = 0;
+    for (int s = 0; s < b->n_seqs; s++) {
+        const eng_fwd_seq *q = &b->seqs[s];
+        if (tc && (int64_t)q->n_new * G >= TC_MIN_ROWS)
+            continue;
+        if (cascade && q->n_new == 1)
+            for (int i = 0; i < q->n_segs; i++)
+                nc += q->segs[i].len >= CASCADE_MIN_KEYS;
+        int64_t seg_keys = 0;
+        for (int i = 0; i < q->n_segs; i++)
+            seg_keys += q->segs[i].len;
+        dec_levels += (size_t)q->n_new * (q->n_segs + 1);
+        dec_keys += q->n_new * (seg_keys + q->tail_len) + (int64_t)q->n_new * (q->n_new + 1) / 2;
+    }
+    /* decode jobs (tc_dec): at most one per level plus one per TC_DEC_SLICE keys */
+    const size_t n_dec_jobs = tc_dec ? dec_levels + (size_t)(dec_keys / TC_DEC_SLICE) : 0;
+    const size_t n = (size_t)b->n_tokens, max_sh = nc * CASCADE_SLICES + n_dec_jobs,
+                 max_jobs = n + max_sh,
+                 need = max_jobs * KRN_JOB_FIELDS + max_sh * KRN_SH_FIELDS + 2 * n + n_segs;
     if (need > cb->ap_cap) {
         int32_t *a = bi_reallocarray(cb->ap, need, sizeof *a);
         if (!a)
@@ -666,7 +725,7 @@ static bi_status plan_attention(cuda_backend *cb, const eng_plan *plan, size_t n
     }
     cb->ap_jobs = cb->ap;
     cb->ap_sh = cb->ap_jobs + max_jobs * KRN_JOB_FIELDS;
-    cb->ap_dec = cb->ap_sh + nc * CASCADE_SLICES * KRN_SH_FIELDS;
+    cb->ap_dec = cb->ap_sh + max_sh * KRN_SH_FIELDS;
     cb->ap_extra = cb->ap_dec + n;
     cb->ap_flag = cb->ap_extra + n;
     memset(cb->ap_flag, 0, n_segs * sizeof(int32_t));
@@ -710,7 +769,7 @@ static bi_status plan_attention(cuda_backend *cb, const eng_plan *plan, size_t n
             plan_shared(cb, cb->cands + g0, g1 - g0, T);
     }
     /* The per-token kernel's split: over its tokens' remaining keys. */
-    int64_t max_keys = 0;
+    int64_t max_keys = 0, rest_keys = 0;
     int32_t max_extra = 0;
     first = 0;
     for (int s = 0; s < b->n_seqs; first += b->seqs[s].n_segs, s++) {
@@ -722,10 +781,16 @@ static bi_status plan_attention(cuda_backend *cb, const eng_plan *plan, size_t n
             if (!cb->ap_flag[first + k])
                 keys += q->segs[k].len;
         max_keys = keys > max_keys ? keys : max_keys;
+        rest_keys += keys * q->n_new;
+    }
+    if (tc_dec && cb->n_dec > 0) {
+        plan_decode(cb, plan, rest_keys);
+        cb->n_split = 0;
+    } else {
+        cb->n_split = cb->n_dec ? choose_split(cb, (int32_t)cb->n_dec, max_keys) : 1;
     }
     for (size_t d = 0; d < cb->n_dec; d++)
         max_extra = cb->ap_extra[d] > max_extra ? cb->ap_extra[d] : max_extra;
-    cb->n_split = cb->n_dec ? choose_split(cb, (int32_t)cb->n_dec, max_keys) : 1;
     cb->n_slots = cb->n_split + max_extra;
     for (size_t i = 0; i < cb->n_sh; i++)
         cb->ap_sh[i * KRN_SH_FIELDS + KRN_SH_SLOT] += cb->n_split;
@@ -772,9 +837,10 @@ static bi_status cuda_begin(eng_backend *b, const eng_plan *plan)
                   (size_t)bt->n_seqs * KRN_SEQ_FIELDS + n_segs * KRN_SEG_FIELDS + n_pages +
                   cb->n_jobs * KRN_JOB_FIELDS + cb->n_sh * KRN_SH_FIELDS +
                   (cb->dec_on ? 2 * cb->n_dec : 0);
-    size_t part = cb->n_slots > 1 ? krn_attn_part_floats((int)cb->n_dec, cb->m->cfg.n_head,
-                                                         cb->m->cfg.head_dim, cb->n_slots)
-                                  : 0;
+    size_t part = cb->n_slots > 1 || cb->n_split == 0
+                      ? krn_attn_part_floats((int)cb->n_dec, cb->m->cfg.n_head, cb->m->cfg.head_dim,
+                                             cb->n_slots)
+                      : 0;
     size_t n_logit_floats = (size_t)plan->n_logits * cb->m->cfg.vocab_size;
     if ((st = grow_buf((void **)&cb->meta_h, &cb->meta_h_cap, need, sizeof(int32_t), true)) !=
             BI_OK ||
@@ -1366,10 +1432,13 @@ bi_status eng_backend_cuda_create(int device, eng_backend **out)
     const char *g = getenv("BRAID_CUDA_GRAPHS");
     cb->graphs_on = !(g && strcmp(g, "0") == 0);
     /* BRAID_TC_ATTN=0: every token through the per-token attention kernel;
-     * BRAID_CASCADE=0: shared chunks read per sequence (for comparison). */
-    const char *tc = getenv("BRAID_TC_ATTN"), *cas = getenv("BRAID_CASCADE");
+     * BRAID_CASCADE=0: shared chunks read per sequence; BRAID_TC_DECODE=0:
+     * decodes through the per-token kernel (for comparison and tests). */
+    const char *tc = getenv("BRAID_TC_ATTN"), *cas = getenv("BRAID_CASCADE"),
+               *tcd = getenv("BRAID_TC_DECODE");
     cb->tc_on = !(tc && strcmp(tc, "0") == 0);
     cb->cascade_on = !(cas && strcmp(cas, "0") == 0);
+    cb->tc_decode_on = !(tcd && strcmp(tcd, "0") == 0);
     *out = &cb->base;
     return BI_OK;
 }

@@ -486,14 +486,17 @@ static void split_launch(const krn_step *step, const krn_kv_layer &kv, krn_bf16 
 {
     if (step->n_dec <= 0)
         return;
-    dim3 grid((unsigned)step->n_dec, (unsigned)kv.n_kv_head, (unsigned)n_split);
-    float *part_lse =
-        n_slots > 1 ? part + krn_part_lse_offset(step->n_dec, n_head, HD, n_slots) : nullptr;
-    split_attention_kernel<HD, G><<<grid, SPLIT_WARPS * 32, 0, stream>>>(
-        *step, kv, bf(out), part, part_lse, q, inv_freq, n_head, scale * 1.4426950408889634f,
-        n_split, n_slots);
+    float *part_lse = n_slots > 1 || n_split == 0
+                          ? part + krn_part_lse_offset(step->n_dec, n_head, HD, n_slots)
+                          : nullptr;
+    if (n_split > 0) { // 0: the tensor-core jobs attended every level; only merge
+        dim3 grid((unsigned)step->n_dec, (unsigned)kv.n_kv_head, (unsigned)n_split);
+        split_attention_kernel<HD, G><<<grid, SPLIT_WARPS * 32, 0, stream>>>(
+            *step, kv, bf(out), part, part_lse, q, inv_freq, n_head, scale * 1.4426950408889634f,
+            n_split, n_slots);
+    }
     const int merge_threads = HD < 128 ? HD : 128;
-    if (n_slots > 1)
+    if (n_slots > 1 || n_split == 0)
         merge_kernel<<<(unsigned)((size_t)step->n_dec * n_head), merge_threads, 0, stream>>>(
             *step, bf(out), part, part_lse, n_head, n_split, n_slots, HD);
 }
@@ -543,7 +546,8 @@ extern "C" bi_status krn_paged_attention(const krn_step *step, krn_kv_layer kv, 
 {
     if (kv.head_dim <= 0 || kv.head_dim % 2 || kv.head_dim > KRN_ATTN_MAX_HEAD_DIM ||
         kv.n_kv_head <= 0 || n_head <= 0 || n_head % kv.n_kv_head || kv.page_size <= 0 ||
-        n_split < 1 || n_split > 65535 || n_slots < n_split || (n_slots > 1 && !part))
+        n_split < 0 || n_split > 65535 || n_slots < n_split || n_slots < 1 ||
+        ((n_slots > 1 || n_split == 0) && !part) || (n_split == 0 && step->n_jobs <= 0))
         return BI_INVALID_ARGUMENT;
     if (step->n_tokens <= 0)
         return BI_OK;
@@ -552,8 +556,9 @@ extern "C" bi_status krn_paged_attention(const krn_step *step, krn_kv_layer kv, 
         if (!split || n_slots < 1)
             return BI_INVALID_ARGUMENT;
         float *part_lse =
-            n_slots > 1 ? part + krn_part_lse_offset(step->n_dec, n_head, kv.head_dim, n_slots)
-                        : nullptr;
+            n_slots > 1 || n_split == 0
+                ? part + krn_part_lse_offset(step->n_dec, n_head, kv.head_dim, n_slots)
+                : nullptr;
         bi_status st = krn_tc_attention(step, kv, out, part, part_lse, q, inv_freq, n_head, scale,
                                         n_slots, stream);
         if (st != BI_OK)

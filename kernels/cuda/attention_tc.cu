@@ -71,6 +71,14 @@ static __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uin
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// 2^x (ex2.approx: 2 ulp, 2^-inf = 0), the softmax's exponential.
+static __device__ __forceinline__ float fast_exp2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
 static __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
 {
     __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
@@ -112,6 +120,12 @@ static __device__ __forceinline__ void load_tile(__nv_bfloat16 *ks, __nv_bfloat1
     asm volatile("cp.async.commit_group;\n" ::);
 }
 
+// The token of a member-list job's first member.
+static __device__ __forceinline__ int32_t row_tok_first(const krn_step &st, const int32_t *job)
+{
+    return st.dec[st.shared[(size_t)job[KRN_JOB_TOK] * KRN_SH_FIELDS + KRN_SH_DEC]];
+}
+
 template <int HD>
 static __global__ void __launch_bounds__(TC_THREADS)
     tc_attention_kernel(krn_step st, krn_kv_layer kv, __nv_bfloat16 *__restrict__ out,
@@ -130,7 +144,9 @@ static __global__ void __launch_bounds__(TC_THREADS)
     const int kvh = blockIdx.y;
     const int group = n_head / kv.n_kv_head, per = TC_ROWS / group;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const bool shared = job[KRN_JOB_SEG] >= 0;
+    // member-list jobs: over a segment (seg >= 0) or a member's own tail
+    const bool shared = job[KRN_JOB_SEG] >= 0 || job[KRN_JOB_SEG] == KRN_JOB_SEG_TAIL;
+    const bool own_tail = job[KRN_JOB_SEG] == KRN_JOB_SEG_TAIL;
     const int ntok = job[KRN_JOB_NTOK];
 
     // Row r: token r / group of the job, query head r % group of this kv head.
@@ -161,7 +177,11 @@ static __global__ void __launch_bounds__(TC_THREADS)
     for (int lv = 0; lv < n_levels; lv++) {
         tc_level L;
         const int32_t *g = nullptr;
-        if (shared) {
+        if (own_tail) {
+            const int32_t *ms =
+                st.seq_info + (size_t)st.tok_seq[row_tok_first(st, job)] * KRN_SEQ_FIELDS;
+            L = {st.pages + ms[KRN_SEQ_TAIL_PAGES], job[KRN_JOB_KEY_LO], job[KRN_JOB_KEY_HI], true};
+        } else if (shared) {
             g = st.seg_info + (size_t)job[KRN_JOB_SEG] * KRN_SEG_FIELDS;
             L = {st.pages + g[KRN_SEG_PAGES], job[KRN_JOB_KEY_LO], job[KRN_JOB_KEY_HI], false};
         } else if (lv < n_levels - 1) {
@@ -184,7 +204,7 @@ static __global__ void __launch_bounds__(TC_THREADS)
                 const int32_t pos = st.tok_pos[t];
                 if (L.tail) {
                     rot = (float)pos;
-                    lim = st.tok_idx[t] + 1;
+                    lim = min(L.hi, st.tok_idx[t] + 1);
                 } else if (shared) {
                     // rotation from the member's own placement of the chunk
                     const int32_t *own =
@@ -228,6 +248,9 @@ static __global__ void __launch_bounds__(TC_THREADS)
         for (int kk = 0; kk < HD / 16; kk++)
             ldsm_x4(qf[kk], qs + swz<HD>(warp * 16 + (lane % 16), kk * 16 + (lane / 16) * 8));
         const int32_t lim0 = row_lim[r0], lim1 = row_lim[r1];
+        // a warp whose rows are all padding only helps load (a decode job
+        // holds one token: group rows of warp 0)
+        const bool busy = __any_sync(0xffffffffu, lim0 > 0 || lim1 > 0);
 
         for (int32_t it = 0; it < n_tiles; it++) {
             const int32_t j0 = L.lo + it * TC_KEYS;
@@ -241,6 +264,10 @@ static __global__ void __launch_bounds__(TC_THREADS)
             }
             __syncthreads();
             const __nv_bfloat16 *kt = ks + stage * TC_KEYS * HD, *vt = vs + stage * TC_KEYS * HD;
+            if (!busy) {
+                __syncthreads(); // keep the block's barriers in step
+                continue;
+            }
 
             // S = Q K^T: 16 rows x 64 keys per warp.
             float s[TC_KEYS / 8][4];
@@ -281,7 +308,7 @@ static __global__ void __launch_bounds__(TC_THREADS)
             }
             const float n0 = fmaxf(m[0], mx0), n1 = fmaxf(m[1], mx1);
             const float b0 = n0 == -INFINITY ? 0.0f : n0, b1 = n1 == -INFINITY ? 0.0f : n1;
-            const float c0 = exp2f(m[0] - b0), c1 = exp2f(m[1] - b1);
+            const float c0 = fast_exp2(m[0] - b0), c1 = fast_exp2(m[1] - b1);
             m[0] = n0;
             m[1] = n1;
             l[0] *= c0;
@@ -295,10 +322,10 @@ static __global__ void __launch_bounds__(TC_THREADS)
             }
 #pragma unroll
             for (int n = 0; n < TC_KEYS / 8; n++) {
-                s[n][0] = exp2f(s[n][0] - b0);
-                s[n][1] = exp2f(s[n][1] - b0);
-                s[n][2] = exp2f(s[n][2] - b1);
-                s[n][3] = exp2f(s[n][3] - b1);
+                s[n][0] = fast_exp2(s[n][0] - b0);
+                s[n][1] = fast_exp2(s[n][1] - b0);
+                s[n][2] = fast_exp2(s[n][2] - b1);
+                s[n][3] = fast_exp2(s[n][3] - b1);
                 l[0] += s[n][0] + s[n][1];
                 l[1] += s[n][2] + s[n][3];
             }

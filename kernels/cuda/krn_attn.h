@@ -50,6 +50,8 @@ bi_status krn_rope_store_kv(const krn_step *step, krn_kv_layer kv, const float *
  * dec has n_slots partial slots, n_split of its slices then dec_extra[i] of
  * shared levels. part is device scratch of krn_attn_part_floats(n_dec,
  * n_head, head_dim, n_slots) floats (unused, may be NULL, when n_slots is 1).
+ * n_split 0: the jobs attended every level of the dec tokens (member-list
+ * jobs over their own segments and tails), and only the merge runs.
  * Other shapes use one block per (token, kv head), ignore n_split and take no
  * jobs. */
 bi_status krn_paged_attention(const krn_step *step, krn_kv_layer kv, krn_bf16 *out, const float *q,

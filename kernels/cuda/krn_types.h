@@ -34,11 +34,13 @@ enum {
 };
 
 /* Tensor-core attention jobs (krn_tc_attention), KRN_JOB_FIELDS int32 each.
- * A prefill tile (seg < 0): tokens tok .. tok + ntok - 1 of the batch, all of
- * sequence seq, attend to every level of it. A shared job (seg >= 0): the
- * entries tok .. tok + ntok - 1 of the shared list attend to keys
- * [key_lo, key_hi) of segment seg (one member's entry; every member holds the
- * same pages). ntok is at most krn_attn_tc_tokens(). */
+ * A prefill tile (seg == -1): tokens tok .. tok + ntok - 1 of the batch, all
+ * of sequence seq, attend to every level of it and the block writes their
+ * output. A member-list job: the entries tok .. tok + ntok - 1 of the shared
+ * list attend to keys [key_lo, key_hi) of one level and write partials:
+ * segment seg (seg >= 0: one member's entry; every member holds the same
+ * pages), or (seg == KRN_JOB_SEG_TAIL, one member) that member's own tail.
+ * ntok is at most krn_attn_tc_tokens(). */
 enum {
     KRN_JOB_SEQ = 0,
     KRN_JOB_TOK,
@@ -48,10 +50,12 @@ enum {
     KRN_JOB_KEY_HI,
     KRN_JOB_FIELDS
 };
+#define KRN_JOB_SEG_TAIL (-2)
 /* A member of a shared job, KRN_SH_FIELDS int32 each. */
 enum {
     KRN_SH_DEC = 0, /* its index in dec[] (rows of the partials) */
-    KRN_SH_SEG,     /* its own entry of the segment in seg_info (for its position) */
+    KRN_SH_SEG,     /* its own entry of the segment in seg_info (for its position); -1 for a
+                       tail job */
     KRN_SH_SLOT,    /* the partial slot it fills */
     KRN_SH_FIELDS
 };

@@ -6,7 +6,8 @@
 # repo root with the fixtures folder as its argument (exit 0 pass, 77 skip,
 # anything else fail), then BUILD_DIR/tests/bench/bench_gpu under a time cap
 # (BENCH_TIMEOUT_S, default 300) and BUILD_DIR/tests/bench/bench_gpu_ttft
-# (time to first token with cached chunks); SKIP_BENCH=1 skips both. Logs
+# (time to first token with cached chunks); SKIP_BENCH=1 skips both. The
+# attention tests run a second time with BRAID_TC_ATTN=0. Logs
 # and bench_gpu.json go under $OUT (or tests/gpu/out); a summary table is
 # printed last.
 set -uo pipefail
@@ -38,6 +39,22 @@ for t in "$build"/tests/gpu/test_*; do
     0) pass=$((pass + 1)); summary+=("PASS $name") ;;
     77) skip=$((skip + 1)); summary+=("SKIP $name") ;;
     *) fail=$((fail + 1)); summary+=("FAIL $name (exit $rc)") ;;
+  esac
+done
+
+# The attention tests again with the tensor-core paths off: the per-token
+# (split-KV) kernel then serves every token and shape.
+for name in test_attention test_split test_cascade test_batch; do
+  t="$build/tests/gpu/$name"
+  [ -x "$t" ] || continue
+  echo "== $name (BRAID_TC_ATTN=0)"
+  BRAID_TC_ATTN=0 timeout "${TEST_TIMEOUT_S:-180}" "$t" "$here/tests/fixtures/models" 2>&1 |
+    tee "$out/$name.notc.log"
+  rc=${PIPESTATUS[0]}
+  case $rc in
+    0) pass=$((pass + 1)); summary+=("PASS $name (per-token kernels)") ;;
+    77) skip=$((skip + 1)); summary+=("SKIP $name (per-token kernels)") ;;
+    *) fail=$((fail + 1)); summary+=("FAIL $name (per-token kernels, exit $rc)") ;;
   esac
 done
 

@@ -142,20 +142,24 @@ static void check_fused(void)
     printf("  split3           %zu elements differ\n", bad);
     EXPECT(bad == 0, "split3: %zu elements differ", bad);
 
-    /* SwiGLU over gate|up rows (reusing f as [M][2 ff]) */
+    /* SwiGLU over gate|up rows (reusing f as [M][2 ff]): the 4-column kernel
+     * (ff % 4 == 0) and the scalar one */
     float *g = malloc(sizeof(float) * M * ff), *u = malloc(sizeof(float) * M * ff);
-    for (int m = 0; m < M; m++)
-        for (int c = 0; c < ff; c++) {
-            g[m * ff + c] = f[m * 2 * ff + c];
-            u[m * ff + c] = f[m * 2 * ff + ff + c];
-        }
-    krn_cpu_silu_mul(ref, g, u, (size_t)M * ff);
     void *ds = dev_poisoned(2u * M * ff);
-    EXPECT(krn_silu_mul_cat(ds, df, M, ff, 0) == BI_OK, "silu_mul_cat");
-    download_bf16(out, ds, (size_t)M * ff);
-    e = rel_err(out, ref, (size_t)M * ff);
-    printf("  silu_mul (cat)   rel_err %.2e\n", e);
-    EXPECT(e <= 1e-2, "silu_mul_cat rel_err %.3e", e);
+    for (int w = ff; w >= ff - 2; w -= 2) {
+        for (int m = 0; m < M; m++)
+            for (int c = 0; c < w; c++) {
+                g[m * w + c] = f[m * 2 * w + c];
+                u[m * w + c] = f[m * 2 * w + w + c];
+            }
+        krn_cpu_silu_mul(ref, g, u, (size_t)M * w);
+        CUDA_OR_DIE(cudaMemset(ds, 0xFF, 2u * M * ff));
+        EXPECT(krn_silu_mul_cat(ds, df, M, w, 0) == BI_OK, "silu_mul_cat");
+        download_bf16(out, ds, (size_t)M * w);
+        e = rel_err(out, ref, (size_t)M * w);
+        printf("  silu_mul (cat)   ff %d rel_err %.2e\n", w, e);
+        EXPECT(e <= 1e-2, "silu_mul_cat ff %d rel_err %.3e", w, e);
+    }
     EXPECT(krn_silu_mul_cat(ds, df, -1, ff, 0) == BI_INVALID_ARGUMENT, "M < 0 accepted");
     cudaFree(dx), cudaFree(dy), cudaFree(dw), cudaFree(dh), cudaFree(df), cudaFree(db0);
     cudaFree(db2), cudaFree(d0), cudaFree(d1), cudaFree(d2), cudaFree(ds);

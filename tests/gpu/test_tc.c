@@ -13,7 +13,7 @@
 
 #define PAGE    16
 #define N_PAGES 1024
-#define MAX_TOK 1024
+#define MAX_TOK 2048
 
 static int next_page;
 
