@@ -50,6 +50,7 @@
 #define SPLIT_MAX        64
 #define BLAS_WORKSPACE   ((size_t)32 << 20)
 #define LOGIT_CHUNK      ((size_t)1 << 20) /* floats per pinned half-buffer (4 MiB) */
+#define MLP_BF16_ROWS    64 /* from this many rows the gate|up product is kept in bf16 */
 #define TC_MIN_ROWS                                                                                \
     16                       /* query rows (tokens x group) from which a sequence's tokens go to   \
                                 the tensor-core kernel as prefill tiles */
@@ -685,7 +686,8 @@ static bi_status plan_attention(cuda_backend *cb, const eng_plan *plan, size_t n
     const eng_fwd_batch *b = plan->batch;
     const eng_model_config *c = &cb->m->cfg;
     const int G = c->n_head / c->n_kv_head;
-    const bool tc = cb->tc_on && krn_attn_tc_supported(c->n_head, c->n_kv_head, c->head_dim);
+    const bool tc =
+        cb->tc_on && krn_attn_tc_supported(c->n_head, c->n_kv_head, c->head_dim, cb->kv->page_size);
     const bool cascade = tc && cb->cascade_on;
     const int T = tc ? krn_attn_tc_tokens(c->n_head, c->n_kv_head) : 1;
     const bool tc_dec = tc && cb->tc_decode_on && G >= TC_DECODE_MIN_GROUP;
@@ -1085,6 +1087,15 @@ static void run_mlp_in(cuda_backend *cb, const op_rec *r)
 {
     const int64_t M = r->i[0], ff = r->i[1], K = r->i[2];
     const krn_bf16 *wg = r->p[4], *wu = r->p[5];
+    if (wu == wg + ff * K && (size_t)(M * 2 * ff) <= cb->fuse_cap && M >= MLP_BF16_ROWS) {
+        /* many rows: gate|up in bf16, halving the intermediate's traffic */
+        krn_bf16 *y = (krn_bf16 *)cb->fuse;
+        note(cb, krn_gemm_bf16_h(cb->blas, y, r->p[3], wg, (int)M, (int)(2 * ff), (int)K),
+             "gate/up gemm");
+        if (cb->st == BI_OK)
+            note(cb, krn_silu_mul_cat_h(H(r->p[0]), y, (int)M, (int)ff, cb->stream), "silu_mul");
+        return;
+    }
     if (wu == wg + ff * K && (size_t)(M * 2 * ff) <= cb->fuse_cap) {
         note(cb, krn_gemm_bf16(cb->blas, cb->fuse, r->p[3], wg, (int)M, (int)(2 * ff), (int)K),
              "gate/up gemm");

@@ -98,21 +98,49 @@ struct tc_level {
     bool tail;      // causal: row r sees keys < its tail slot + 1
 };
 
-// Stages keys [j0, j0 + TC_KEYS) of the level (those < hi, zeros past it).
+// log2 of the page size (a power of two here: krn_attn_tc_supported).
+static __device__ __forceinline__ int page_shift(const krn_kv_layer &kv)
+{
+    return __ffs(kv.page_size) - 1;
+}
+
+// The 16-byte units of a K/V tile one thread copies: unit i = threadIdx.x +
+// k * TC_THREADS of the tile's TC_KEYS * HD / 8.
+template <int HD> struct tile_units {
+    static constexpr int UNITS = HD / 8; // per key row
+    static constexpr int PER = TC_KEYS * UNITS / TC_THREADS;
+};
+
+// Page ids of the rows this thread copies for the tile at j0 (-1 past hi):
+// loaded a tile ahead, so that the copy does not wait on them.
+template <int HD>
+static __device__ __forceinline__ void tile_pages(int32_t *pg, const krn_kv_layer &kv,
+                                                  const int32_t *pages, int32_t j0, int32_t hi)
+{
+    using U = tile_units<HD>;
+#pragma unroll
+    for (int k = 0; k < U::PER; k++) {
+        const int32_t j = j0 + (int)(threadIdx.x + k * TC_THREADS) / U::UNITS;
+        pg[k] = j < hi ? __ldg(pages + (j >> page_shift(kv))) : -1;
+    }
+}
+
+// Stages keys [j0, j0 + TC_KEYS) of the level from the page ids tile_pages
+// gave (zeros past the level's end).
 template <int HD>
 static __device__ __forceinline__ void load_tile(__nv_bfloat16 *ks, __nv_bfloat16 *vs,
-                                                 const krn_kv_layer &kv, int kvh,
-                                                 const int32_t *pages, int32_t j0, int32_t hi)
+                                                 const krn_kv_layer &kv, int kvh, const int32_t *pg,
+                                                 int32_t j0)
 {
-    constexpr int UNITS = HD / 8; // 16-byte units per key row
+    using U = tile_units<HD>;
     const __nv_bfloat16 *K = bf(kv.k), *V = bf(kv.v);
-    for (int i = threadIdx.x; i < TC_KEYS * UNITS; i += TC_THREADS) {
-        const int row = i / UNITS, u = i % UNITS;
-        const int32_t j = j0 + row;
-        const bool ok = j < hi;
+#pragma unroll
+    for (int k = 0; k < U::PER; k++) {
+        const int i = threadIdx.x + k * TC_THREADS, row = i / U::UNITS, u = i % U::UNITS;
+        const bool ok = pg[k] >= 0;
         size_t off = 0;
         if (ok)
-            off = tc_kv_offset(kv, pages[j / kv.page_size], kvh, j % kv.page_size) + u * 8;
+            off = tc_kv_offset(kv, pg[k], kvh, (j0 + row) & (kv.page_size - 1)) + u * 8;
         const int d = swz<HD>(row, u * 8);
         cp_async16(ks + d, K + off, ok);
         cp_async16(vs + d, V + off, ok);
@@ -241,7 +269,11 @@ static __global__ void __launch_bounds__(TC_THREADS)
             qs[swz<HD>(r, e + HD / 2)] = __float2bfloat16_rn(x2);
         }
         const int32_t n_tiles = (L.hi - L.lo + TC_KEYS - 1) / TC_KEYS;
-        load_tile<HD>(ks, vs, kv, kvh, L.pages, L.lo, L.hi);
+        int32_t pg[tile_units<HD>::PER];
+        tile_pages<HD>(pg, kv, L.pages, L.lo, L.hi);
+        load_tile<HD>(ks, vs, kv, kvh, pg, L.lo);
+        if (n_tiles > 1)
+            tile_pages<HD>(pg, kv, L.pages, L.lo + TC_KEYS, L.hi);
         __syncthreads();
         uint32_t qf[HD / 16][4];
 #pragma unroll
@@ -251,13 +283,17 @@ static __global__ void __launch_bounds__(TC_THREADS)
         // a warp whose rows are all padding only helps load (a decode job
         // holds one token: group rows of warp 0)
         const bool busy = __any_sync(0xffffffffu, lim0 > 0 || lim1 > 0);
+        // the warp's smallest row limit: tiles below it need no mask
+        const int32_t wlim = __reduce_min_sync(0xffffffffu, min(lim0, lim1));
 
         for (int32_t it = 0; it < n_tiles; it++) {
             const int32_t j0 = L.lo + it * TC_KEYS;
             const int stage = it & 1;
             if (it + 1 < n_tiles) {
                 load_tile<HD>(ks + (stage ^ 1) * TC_KEYS * HD, vs + (stage ^ 1) * TC_KEYS * HD, kv,
-                              kvh, L.pages, j0 + TC_KEYS, L.hi);
+                              kvh, pg, j0 + TC_KEYS);
+                if (it + 2 < n_tiles) // the ids of the tile after, read while this one computes
+                    tile_pages<HD>(pg, kv, L.pages, j0 + 2 * TC_KEYS, L.hi);
                 asm volatile("cp.async.wait_group 1;\n" ::);
             } else {
                 asm volatile("cp.async.wait_group 0;\n" ::);
@@ -285,19 +321,25 @@ static __global__ void __launch_bounds__(TC_THREADS)
                     mma16816(s[2 * np + 1], qf[kk], b[2], b[3]);
                 }
             }
-            // Mask, then the online softmax of rows r0 and r1.
+            // Mask (only a tile that reaches past some row's last key),
+            // then the online softmax of rows r0 and r1.
+            if (j0 + TC_KEYS > wlim) {
+#pragma unroll
+                for (int n = 0; n < TC_KEYS / 8; n++) {
+                    const int32_t j = j0 + n * 8 + 2 * (lane % 4);
+                    if (j >= lim0)
+                        s[n][0] = -INFINITY;
+                    if (j + 1 >= lim0)
+                        s[n][1] = -INFINITY;
+                    if (j >= lim1)
+                        s[n][2] = -INFINITY;
+                    if (j + 1 >= lim1)
+                        s[n][3] = -INFINITY;
+                }
+            }
             float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
             for (int n = 0; n < TC_KEYS / 8; n++) {
-                const int32_t j = j0 + n * 8 + 2 * (lane % 4);
-                if (j >= lim0)
-                    s[n][0] = -INFINITY;
-                if (j + 1 >= lim0)
-                    s[n][1] = -INFINITY;
-                if (j >= lim1)
-                    s[n][2] = -INFINITY;
-                if (j + 1 >= lim1)
-                    s[n][3] = -INFINITY;
                 mx0 = fmaxf(mx0, fmaxf(s[n][0], s[n][1]));
                 mx1 = fmaxf(mx1, fmaxf(s[n][2], s[n][3]));
             }
@@ -413,10 +455,11 @@ static bi_status tc_launch(const krn_step *step, const krn_kv_layer &kv, krn_bf1
     return krn_launched();
 }
 
-extern "C" bool krn_attn_tc_supported(int n_head, int n_kv_head, int head_dim)
+extern "C" bool krn_attn_tc_supported(int n_head, int n_kv_head, int head_dim, int page_size)
 {
     return n_kv_head > 0 && n_head % n_kv_head == 0 && n_head / n_kv_head <= 8 &&
-           (head_dim == 64 || head_dim == 128);
+           (head_dim == 64 || head_dim == 128) && page_size > 0 &&
+           (page_size & (page_size - 1)) == 0;
 }
 
 extern "C" int krn_attn_tc_tokens(int n_head, int n_kv_head)
@@ -429,7 +472,7 @@ extern "C" bi_status krn_tc_attention(const krn_step *step, krn_kv_layer kv, krn
                                       const float *inv_freq, int n_head, float scale, int n_slots,
                                       cudaStream_t stream)
 {
-    if (!krn_attn_tc_supported(n_head, kv.n_kv_head, kv.head_dim))
+    if (!krn_attn_tc_supported(n_head, kv.n_kv_head, kv.head_dim, kv.page_size))
         return BI_INVALID_ARGUMENT;
     if (step->n_jobs <= 0)
         return BI_OK;

@@ -17,3 +17,18 @@ extern "C" bi_status krn_gemm_bf16(cublasHandle_t h, float *y, const krn_bf16 *x
                      K, &zero, y, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     return s == CUBLAS_STATUS_SUCCESS ? BI_OK : BI_DEVICE;
 }
+
+extern "C" bi_status krn_gemm_bf16_h(cublasHandle_t h, krn_bf16 *y, const krn_bf16 *x,
+                                     const krn_bf16 *w, int M, int N, int K)
+{
+    if (M < 0 || N <= 0 || K <= 0)
+        return BI_INVALID_ARGUMENT;
+    if (M == 0)
+        return BI_OK;
+    // as krn_gemm_bf16, the product rounded to bf16 on the way out
+    const float one = 1.0f, zero = 0.0f;
+    cublasStatus_t s =
+        cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, w, CUDA_R_16BF, K, x, CUDA_R_16BF,
+                     K, &zero, y, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    return s == CUBLAS_STATUS_SUCCESS ? BI_OK : BI_DEVICE;
+}

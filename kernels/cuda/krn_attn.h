@@ -65,8 +65,8 @@ bi_status krn_tc_attention(const krn_step *step, krn_kv_layer kv, krn_bf16 *out,
                            float *part_lse, const float *q, const float *inv_freq, int n_head,
                            float scale, int n_slots, cudaStream_t stream);
 /* True when the tensor-core kernel handles the shape: head_dim 64 or 128, at
- * most 8 query heads per kv head. */
-bool krn_attn_tc_supported(int n_head, int n_kv_head, int head_dim);
+ * most 8 query heads per kv head, pages of a power-of-two size. */
+bool krn_attn_tc_supported(int n_head, int n_kv_head, int head_dim, int page_size);
 /* Tokens one tensor-core job holds (64 query rows / the group). */
 int krn_attn_tc_tokens(int n_head, int n_kv_head);
 

@@ -42,6 +42,8 @@ bi_status krn_split3(float *o0, float *o1, float *o2, const float *y, const floa
 /* out[m][i] = bf16(silu(y[m][i]) * y[m][ff + i]) for a fused gate|up y
  * [M][2 ff]. */
 bi_status krn_silu_mul_cat(krn_bf16 *out, const float *y, int M, int ff, cudaStream_t stream);
+/* The same over a bf16 gate|up y [M][2 ff] (a GEMM's bf16 output). */
+bi_status krn_silu_mul_cat_h(krn_bf16 *out, const krn_bf16 *y, int M, int ff, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

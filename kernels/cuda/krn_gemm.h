@@ -23,6 +23,10 @@ extern "C" {
 bi_status krn_gemm_bf16(cublasHandle_t h, float *y, const krn_bf16 *x, const krn_bf16 *w, int M,
                         int N, int K);
 
+/* The same product with a bf16 output (rounded once, from fp32). */
+bi_status krn_gemm_bf16_h(cublasHandle_t h, krn_bf16 *y, const krn_bf16 *x, const krn_bf16 *w,
+                          int M, int N, int K);
+
 #ifdef __cplusplus
 }
 #endif

@@ -146,7 +146,7 @@ static void check_fused(void)
      * (ff % 4 == 0) and the scalar one */
     float *g = malloc(sizeof(float) * M * ff), *u = malloc(sizeof(float) * M * ff);
     void *ds = dev_poisoned(2u * M * ff);
-    for (int w = ff; w >= ff - 2; w -= 2) {
+    for (int w = ff; w >= ff - 2; w -= 2) { /* 200: vector kernels, 198: scalar */
         for (int m = 0; m < M; m++)
             for (int c = 0; c < w; c++) {
                 g[m * w + c] = f[m * 2 * w + c];
@@ -159,6 +159,26 @@ static void check_fused(void)
         e = rel_err(out, ref, (size_t)M * w);
         printf("  silu_mul (cat)   ff %d rel_err %.2e\n", w, e);
         EXPECT(e <= 1e-2, "silu_mul_cat ff %d rel_err %.3e", w, e);
+
+        /* the same from a bf16 gate|up (the GEMM's bf16 output) */
+        uint16_t *fh = malloc(2u * M * 2 * w);
+        for (int i = 0; i < M * 2 * w; i++)
+            fh[i] = to_bf16(f[i]);
+        for (int m = 0; m < M; m++)
+            for (int c = 0; c < w; c++) {
+                g[m * w + c] = from_bf16(fh[m * 2 * w + c]);
+                u[m * w + c] = from_bf16(fh[m * 2 * w + w + c]);
+            }
+        krn_cpu_silu_mul(ref, g, u, (size_t)M * w);
+        void *dfh = dev_upload(fh, 2u * M * 2 * w);
+        CUDA_OR_DIE(cudaMemset(ds, 0xFF, 2u * M * ff));
+        EXPECT(krn_silu_mul_cat_h(ds, dfh, M, w, 0) == BI_OK, "silu_mul_cat_h");
+        download_bf16(out, ds, (size_t)M * w);
+        e = rel_err(out, ref, (size_t)M * w);
+        printf("  silu_mul (bf16)  ff %d rel_err %.2e\n", w, e);
+        EXPECT(e <= 1e-2, "silu_mul_cat_h ff %d rel_err %.3e", w, e);
+        cudaFree(dfh);
+        free(fh);
     }
     EXPECT(krn_silu_mul_cat(ds, df, -1, ff, 0) == BI_INVALID_ARGUMENT, "M < 0 accepted");
     cudaFree(dx), cudaFree(dy), cudaFree(dw), cudaFree(dh), cudaFree(df), cudaFree(db0);
