@@ -149,6 +149,38 @@ static __global__ void silu_mul_cat_h_kernel(__nv_bfloat16 *__restrict__ out,
 
 static const int THREADS = 256;
 
+// split3_kernel four columns at a time (n0, n1, n2 all % 4 == 0).
+static __global__ void split3_4_kernel(float *__restrict__ o0, float *__restrict__ o1,
+                                       float *__restrict__ o2, const float *__restrict__ y,
+                                       const float *__restrict__ b0, const float *__restrict__ b1,
+                                       const float *__restrict__ b2, int M, int n0, int n1, int n2)
+{
+    const int N4 = (n0 + n1 + n2) / 4;
+    const size_t total = (size_t)M * N4;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const size_t m = i / N4;
+        int c = (int)(i % N4) * 4;
+        float4 v = reinterpret_cast<const float4 *>(y)[i];
+        float *o;
+        const float *b;
+        int n;
+        if (c < n0) {
+            o = o0, b = b0, n = n0;
+        } else if ((c -= n0) < n1) {
+            o = o1, b = b1, n = n1;
+        } else {
+            c -= n1;
+            o = o2, b = b2, n = n2;
+        }
+        if (b) {
+            const float4 bb = *reinterpret_cast<const float4 *>(b + c);
+            v.x += bb.x, v.y += bb.y, v.z += bb.z, v.w += bb.w;
+        }
+        *reinterpret_cast<float4 *>(o + m * n + c) = v;
+    }
+}
+
 extern "C" bi_status krn_split3(float *o0, float *o1, float *o2, const float *y, const float *b0,
                                 const float *b1, const float *b2, int M, int n0, int n1, int n2,
                                 cudaStream_t stream)
@@ -158,8 +190,14 @@ extern "C" bi_status krn_split3(float *o0, float *o1, float *o2, const float *y,
     size_t n = (size_t)M * ((size_t)n0 + n1 + n2);
     if (n == 0)
         return BI_OK;
-    split3_kernel<<<krn_blocks(n, THREADS), THREADS, 0, stream>>>(o0, o1, o2, y, b0, b1, b2, M, n0,
-                                                                  n1, n2);
+    const uintptr_t al = (uintptr_t)o0 | (uintptr_t)o1 | (uintptr_t)o2 | (uintptr_t)y |
+                         (uintptr_t)b0 | (uintptr_t)b1 | (uintptr_t)b2;
+    if (n0 % 4 == 0 && n1 % 4 == 0 && n2 % 4 == 0 && al % 16 == 0)
+        split3_4_kernel<<<krn_blocks(n / 4, THREADS), THREADS, 0, stream>>>(o0, o1, o2, y, b0, b1,
+                                                                            b2, M, n0, n1, n2);
+    else
+        split3_kernel<<<krn_blocks(n, THREADS), THREADS, 0, stream>>>(o0, o1, o2, y, b0, b1, b2, M,
+                                                                      n0, n1, n2);
     return krn_launched();
 }
 

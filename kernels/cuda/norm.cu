@@ -60,6 +60,57 @@ static __global__ void add_rmsnorm_kernel(__nv_bfloat16 *__restrict__ h, float *
         h[(size_t)blockIdx.x * D + i] = __float2bfloat16_rn(xr[i] * s * w[i]);
 }
 
+// add_rmsnorm_kernel for rows of D % 4 == 0 and D <= THREADS * 4 * MAXV: the
+// row stays in registers (float4s), so x is read and written once.
+#define MAXV 8
+static __global__ void __launch_bounds__(THREADS)
+    add_rmsnorm4_kernel(__nv_bfloat16 *__restrict__ h, float *__restrict__ x,
+                        const float *__restrict__ y, const float *__restrict__ w, int D, float eps)
+{
+    __shared__ float part[THREADS / 32];
+    float4 *xr = reinterpret_cast<float4 *>(x + (size_t)blockIdx.x * D);
+    const float4 *yr = reinterpret_cast<const float4 *>(y + (size_t)blockIdx.x * D);
+    const int n4 = D / 4;
+    float4 v[MAXV];
+    float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < MAXV; k++) {
+        const int i = threadIdx.x + k * THREADS;
+        if (i < n4) {
+            float4 a = xr[i], b = yr[i];
+            a.x += b.x, a.y += b.y, a.z += b.z, a.w += b.w;
+            xr[i] = a;
+            v[k] = a;
+            ss += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
+        }
+    }
+    for (int o = 16; o > 0; o >>= 1)
+        ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if ((threadIdx.x & 31) == 0)
+        part[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    float tot = 0.0f;
+#pragma unroll
+    for (int i = 0; i < THREADS / 32; i++)
+        tot += part[i];
+    const float s = rsqrtf(tot / (float)D + eps);
+    const float4 *w4 = reinterpret_cast<const float4 *>(w);
+    __nv_bfloat16 *hr = h + (size_t)blockIdx.x * D;
+#pragma unroll
+    for (int k = 0; k < MAXV; k++) {
+        const int i = threadIdx.x + k * THREADS;
+        if (i < n4) {
+            const float4 g = w4[i];
+            __nv_bfloat162 lo = __floats2bfloat162_rn(v[k].x * s * g.x, v[k].y * s * g.y);
+            __nv_bfloat162 hi = __floats2bfloat162_rn(v[k].z * s * g.z, v[k].w * s * g.w);
+            uint2 o;
+            o.x = *reinterpret_cast<uint32_t *>(&lo);
+            o.y = *reinterpret_cast<uint32_t *>(&hi);
+            *reinterpret_cast<uint2 *>(hr + 4 * i) = o;
+        }
+    }
+}
+
 extern "C" bi_status krn_add_rmsnorm_bf16(krn_bf16 *h, float *x, const float *y, const float *w,
                                           int M, int D, float eps, cudaStream_t stream)
 {
@@ -67,7 +118,11 @@ extern "C" bi_status krn_add_rmsnorm_bf16(krn_bf16 *h, float *x, const float *y,
         return BI_INVALID_ARGUMENT;
     if (M == 0)
         return BI_OK;
-    add_rmsnorm_kernel<<<M, THREADS, 0, stream>>>(bf(h), x, y, w, D, eps);
+    if (D % 4 == 0 && D <= THREADS * 4 * MAXV &&
+        ((uintptr_t)x | (uintptr_t)y | (uintptr_t)w) % 16 == 0 && (uintptr_t)h % 8 == 0)
+        add_rmsnorm4_kernel<<<M, THREADS, 0, stream>>>(bf(h), x, y, w, D, eps);
+    else
+        add_rmsnorm_kernel<<<M, THREADS, 0, stream>>>(bf(h), x, y, w, D, eps);
     return krn_launched();
 }
 
