@@ -131,7 +131,9 @@ typedef struct cuda_backend {
     struct cand *cands;
     size_t cand_cap;
     size_t n_jobs, n_sh, n_dec;
-    bool dec_on; /* dec[] is uploaded (else every token is the per-token kernel's) */
+    bool dec_on;        /* dec[] is uploaded (else every token is the per-token kernel's) */
+    int64_t fault_step; /* BRAID_CUDA_FAULT_STEP (tests): this step fails as a device error */
+    int64_t n_steps;
     void *blas_ws;
     /* the step's op log, and captured steps */
     op_rec *log;
@@ -158,9 +160,15 @@ static void note(cuda_backend *cb, bi_status s, const char *what)
             e == cudaSuccess ? "no CUDA error" : cudaGetErrorString(e));
 }
 
+/* The status of a runtime call's result; a failure is also taken out of the
+ * thread's last-error slot, so that the next launch check does not see a
+ * stale, non-sticky error (a failed allocation) as its own. */
 static bi_status cuda_status(cudaError_t e)
 {
-    return e == cudaSuccess ? BI_OK : e == cudaErrorMemoryAllocation ? BI_NOMEM : BI_DEVICE;
+    if (e == cudaSuccess)
+        return BI_OK;
+    cudaGetLastError();
+    return e == cudaErrorMemoryAllocation ? BI_NOMEM : BI_DEVICE;
 }
 
 static void note_cuda(cuda_backend *cb, cudaError_t e, const char *what)
@@ -1328,6 +1336,11 @@ static void copy_logits(cuda_backend *cb)
 static bi_status cuda_finish(eng_backend *b)
 {
     cuda_backend *cb = cuda_of(b);
+    if (++cb->n_steps == cb->fault_step && cb->st == BI_OK) {
+        BI_LOGW(NULL, "step %lld: injected device fault (BRAID_CUDA_FAULT_STEP)",
+                (long long)cb->n_steps);
+        cb->st = BI_DEVICE;
+    }
     if (cb->st == BI_OK)
         run_step(cb);
     if (cb->st == BI_OK && cb->logits_dst)
@@ -1450,6 +1463,10 @@ bi_status eng_backend_cuda_create(int device, eng_backend **out)
     cb->tc_on = !(tc && strcmp(tc, "0") == 0);
     cb->cascade_on = !(cas && strcmp(cas, "0") == 0);
     cb->tc_decode_on = !(tcd && strcmp(tcd, "0") == 0);
+    /* BRAID_CUDA_FAULT_STEP=N: the N-th step reports a device error (tests of
+     * the engine's handling of a failed step). */
+    const char *fault = getenv("BRAID_CUDA_FAULT_STEP");
+    cb->fault_step = fault ? strtoll(fault, NULL, 10) : 0;
     *out = &cb->base;
     return BI_OK;
 }

@@ -1231,6 +1231,24 @@ static void fail_everything(eng_engine *e, eng_finish f, bi_status st, const cha
     }
 }
 
+/* A forward step failed: the requests in it end with the error, the others
+ * go on. A chunk fill in the step cannot be trusted either, and requests may
+ * wait on it, so then everything fails. */
+static void fail_step(eng_engine *e, int n_seqs, bi_status st, eng_req **done)
+{
+    char msg[160];
+    snprintf(msg, sizeof msg, "the forward step on the %s backend failed (%s); request stopped",
+             e->backend->ops->name, bi_strerror(st));
+    for (int i = 0; i < n_seqs; i++)
+        if (!e->step_seqs[i]->req) {
+            fail_everything(e, ENG_FINISH_ERROR, BI_INTERNAL, msg, done);
+            return;
+        }
+    for (int i = 0; i < n_seqs; i++)
+        req_fail(e->step_seqs[i]->req, ENG_FINISH_ERROR, BI_INTERNAL, msg);
+    step_settle(e, n_seqs, done);
+}
+
 static void *worker_main(void *arg)
 {
     eng_engine *e = arg;
@@ -1275,7 +1293,7 @@ static void *worker_main(void *arg)
         e->stats.steps += n_tokens > 0;
         if (st != BI_OK) {
             BI_LOGE(NULL, "forward step failed: %s", bi_strerror(st));
-            fail_everything(e, ENG_FINISH_ERROR, BI_INTERNAL, "a forward step failed", &done);
+            fail_step(e, n_seqs, st, &done);
         } else {
             step_settle(e, n_seqs, &done);
         }
@@ -1397,6 +1415,18 @@ float eng_kv_memory_fraction_default(const char *backend, int32_t kv_tokens)
     return gpu ? 0.85f : 0.0f;
 }
 
+/* Bytes of the model's matrices in a 16-bit type (what a device backend
+ * uploads, norms and biases aside). */
+static double weight_bytes16(const eng_model *m)
+{
+    const eng_model_config *c = &m->cfg;
+    const double d = c->d_model, qd = (double)c->n_head * c->head_dim,
+                 kvd = (double)c->n_kv_head * c->head_dim;
+    double n = (double)c->vocab_size * d * (m->lm_head == m->tok_embd ? 1 : 2);
+    n += c->n_layer * (2 * qd * d + 2 * kvd * d + 3 * (double)c->d_ff * d);
+    return 2 * n;
+}
+
 static bi_status engine_setup(eng_engine *e, char *err, size_t err_size)
 {
     const eng_model_config *mc = &e->model->cfg;
@@ -1437,7 +1467,19 @@ static bi_status engine_setup(eng_engine *e, char *err, size_t err_size)
         return st;
     }
     if ((st = eng_forward_create(e->model, e->backend, &e->pool, e->max_batch, &e->fwd)) != BI_OK) {
-        snprintf(err, err_size, "cannot set up the %s backend: %s", ops->name, bi_strerror(st));
+        size_t free_b = 0, total_b = 0;
+        if (st == BI_NOMEM && ops->mem_info &&
+            ops->mem_info(e->backend, &free_b, &total_b) == BI_OK)
+            snprintf(err, err_size,
+                     "the model does not fit on the %s device: %.2f GiB of its %.2f GiB are free "
+                     "(the weights alone take %.2f GiB in 16 bits); use a smaller model or free "
+                     "device memory",
+                     ops->name, free_b / 1073741824.0, total_b / 1073741824.0,
+                     weight_bytes16(e->model) / 1073741824.0);
+        if (st == BI_NOMEM && ops->mem_info)
+            st = BI_RESOURCE_EXHAUSTED; /* device memory, not the host's */
+        else
+            snprintf(err, err_size, "cannot set up the %s backend: %s", ops->name, bi_strerror(st));
         return st;
     }
     if (by_memory) {

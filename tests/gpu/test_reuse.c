@@ -5,6 +5,10 @@
  * is the smallest dummy preset (smollm2-135m, random bf16 weights):
  *   - a pool too small for a request fails that request with
  *     RESOURCE_EXHAUSTED, and a following small request still succeeds;
+ *   - a step that fails on the device (BRAID_CUDA_FAULT_STEP) ends the
+ *     request in it with an error naming the step; the next request is served;
+ *   - a model that does not fit in the free device memory is refused by
+ *     create with a message, leaving nothing allocated;
  *   - the pool sized by kv_memory_fraction gets about that fraction of the
  *     free device memory;
  *   - EXACT reuse: three registered chunks plus a query generated twice (the
@@ -97,6 +101,54 @@ static void check_pool_too_small(void)
     eng_engine_destroy(e);
 }
 
+/* A model that does not fit beside what the device already holds: a clear
+ * error from create, and nothing of it left on the device. */
+static void check_too_large(void)
+{
+    size_t free_b, total_b;
+    CUDA_OR_DIE(cudaMemGetInfo(&free_b, &total_b));
+    void *hog = NULL;
+    const size_t keep = (size_t)160 << 20; /* the backend fits, the 256 MiB of weights do not */
+    CUDA_OR_DIE(cudaMalloc(&hog, free_b - keep));
+    double before = used_mib();
+    eng_config cfg = {.dummy_preset = PRESET, .dummy_seed = 1, .backend = "cuda"};
+    char err[512] = "";
+    eng_engine *e = NULL;
+    bi_status st = eng_engine_create(&cfg, &e, err, sizeof err);
+    double after = used_mib();
+    printf("  model on a device with %zu MiB free: %s (%s); %.1f MiB in use before, %.1f after\n",
+           keep >> 20, bi_strerror(st), err, before, after);
+    EXPECT(st != BI_OK && !e && strstr(err, "does not fit"),
+           "a model larger than the free memory: %s (%s)", bi_strerror(st), err);
+    EXPECT(after - before <= LEAK_MIB && before - after <= LEAK_MIB,
+           "the failed create left %.1f MiB on the device", after - before);
+    if (e)
+        eng_engine_destroy(e);
+    CUDA_OR_DIE(cudaFree(hog));
+}
+
+/* A step that fails on the device: the request in it ends with a clear error,
+ * the engine serves the next one. */
+static void check_step_fault(void)
+{
+    setenv("BRAID_CUDA_FAULT_STEP", "3", 1);
+    eng_engine *e = open_engine(4096, 0);
+    unsetenv("BRAID_CUDA_FAULT_STEP");
+    static int32_t ids[12];
+    rand_ids(ids, 12);
+    eng_part part = gpu_part_ids(ids, 12);
+    gpu_gen g;
+    bi_status st = gpu_generate(e, &part, 1, ENG_REUSE_EXACT, 8, &g);
+    printf("  request through a failing step: %s (%s) after %d tokens\n", bi_strerror(st),
+           g.message, g.n_tokens);
+    EXPECT(st != BI_OK && g.finish == ENG_FINISH_ERROR && strstr(g.message, "step"),
+           "the failed step was not reported: %s (%s)", bi_strerror(st), g.message);
+    st = gpu_generate(e, &part, 1, ENG_REUSE_EXACT, 8, &g);
+    EXPECT(st == BI_OK && g.n_tokens == 8, "the next request: %s (%s), %d tokens", bi_strerror(st),
+           g.message, g.n_tokens);
+    eng_engine_destroy(e);
+}
+
 /* Reports the first token where a and b differ; true when they are the same
  * or differ only at a near-tie of a's run. */
 static bool same_tokens(const char *what, const gpu_gen *a, const gpu_gen *b)
@@ -185,6 +237,8 @@ int main(int argc, char **argv)
     /* Also loads every kernel module, so that the leak check below sees only
      * what an engine allocates. */
     check_pool_too_small();
+    check_step_fault();
+    check_too_large();
 
     double before = used_mib();
     size_t free_b, total_b;
