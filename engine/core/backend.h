@@ -151,6 +151,26 @@ typedef struct eng_backend_ops {
     /* add(x, y, M * D), then rmsnorm(h, x, w, M, D, eps). */
     void (*add_rmsnorm)(eng_backend *b, eng_act *h, eng_act *x, const eng_act *y, const eng_wt *w,
                         int M, int D, float eps);
+    /* --- optional small-step fusions (steps of at most b->small_max tokens;
+     * norm_qkv: b->norm_qkv_max) --- */
+    /* x (F32) [M][N] += a (IN) [M][K] . w^T: a projection that closes a
+     * sublayer, added straight into the residual stream. */
+    void (*matmul_add)(eng_backend *b, eng_act *x, const eng_act *a, const eng_wt *w, int M, int N,
+                       int K);
+    /* rmsnorm(h, x, norm, M, K, eps), then mlp_in(out, gate, up, h, w_gate,
+     * w_up, M, ff, K): the MLP's input from the residual stream x (F32
+     * [M][K]); h, gate and up may be used as scratch and are left undefined. */
+    void (*norm_mlp_in)(eng_backend *b, eng_act *out, eng_act *h, eng_act *gate, eng_act *up,
+                        const eng_act *x, const eng_wt *norm, const eng_wt *w_gate,
+                        const eng_wt *w_up, int M, int ff, int K, float eps);
+    /* A layer's attention input from the residual stream x (F32 [M][d_model]):
+     * rmsnorm(h, x, w->attn_norm), qkv (or the three matmuls), head_norm of
+     * q and k where the model has QK-norm, then store_kv(k, v). q (F32
+     * [M][qd]) is left unrotated, as attention wants it; h, k and v may be
+     * used as scratch and are left undefined. */
+    void (*norm_qkv)(eng_backend *b, const eng_plan *plan, const eng_rope *rope,
+                     struct eng_kv_pool *kv, int layer, eng_act *q, eng_act *k, eng_act *v,
+                     eng_act *h, const eng_act *x, const eng_wlayer *w, int M, float eps);
 
     /* --- optional memory queries: NULL where the backend's memory is the
      * host's (the CPU backend), and the engine then sizes the pool from its
@@ -172,6 +192,11 @@ typedef struct eng_backend_ops {
 struct eng_backend {
     const eng_backend_ops *ops;
     bool host_kv; /* the pool's K/V live in host memory (eng_kv_pool_init_opt) */
+    /* Steps of at most small_max tokens take matmul_add and norm_mlp_in
+     * (where the backend has them), and of at most norm_qkv_max norm_qkv;
+     * larger steps the ops they fuse. 0: never. Set by prepare() (the CUDA
+     * backend checks its fused norm_qkv kernel there). */
+    int32_t small_max, norm_qkv_max;
 };
 
 /* The CPU backend (fp32, multithreaded over n_threads; <= 0 = all CPUs).

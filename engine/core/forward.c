@@ -171,9 +171,35 @@ static void forward_add_norm(eng_forward *f, const eng_wt *norm, int32_t n)
         o->rmsnorm(f->b, a[ACT_H], a[ACT_X], norm, n, c->d_model, c->norm_eps);
 }
 
-/* One layer; ACT_H holds rmsnorm(x) * attn_norm on entry (the previous
- * layer, or the embedding, normed it). */
-static void forward_layer(eng_forward *f, const eng_plan *plan, int l, int32_t n)
+/* Which fusions a step takes (eng_backend's small_max, norm_qkv_max). */
+typedef struct fwd_path {
+    bool small; /* matmul_add and norm_mlp_in, where the backend has them */
+    bool qkv;   /* norm_qkv: the attention input normalises x itself */
+} fwd_path;
+
+/* Closes a sublayer: x += in . w^T (w [d_model][K]), then h = rmsnorm(x) *
+ * norm; norm NULL where the next op norms x itself (or after the last
+ * layer). */
+static void forward_close(eng_forward *f, const fwd_path *p, eng_act *in, const eng_wt *w, int K,
+                          const eng_wt *norm, int32_t n)
+{
+    const eng_model_config *c = &f->m->cfg;
+    const eng_backend_ops *o = f->b->ops;
+    eng_act **a = f->act;
+    if (p->small && o->matmul_add) {
+        o->matmul_add(f->b, a[ACT_X], in, w, n, c->d_model, K);
+        if (norm)
+            o->rmsnorm(f->b, a[ACT_H], a[ACT_X], norm, n, c->d_model, c->norm_eps);
+        return;
+    }
+    o->matmul(f->b, a[ACT_O], in, w, NULL, n, c->d_model, K);
+    forward_add_norm(f, norm, n);
+}
+
+/* The attention input: q, and k and v written to the pool. Fused: from x
+ * in one op; else from ACT_H, which holds rmsnorm(x) * attn_norm on entry
+ * (the previous layer, or the embedding, normed it). */
+static void forward_qkv(eng_forward *f, const eng_plan *plan, int l, int32_t n, bool fused)
 {
     const eng_model_config *c = &f->m->cfg;
     const eng_wlayer *w = &f->w->layers[l];
@@ -182,6 +208,11 @@ static void forward_layer(eng_forward *f, const eng_plan *plan, int l, int32_t n
     eng_act **a = f->act;
     const int d = c->d_model, hd = c->head_dim, qd = c->n_head * hd, kvd = c->n_kv_head * hd;
 
+    if (fused) {
+        o->norm_qkv(b, plan, &f->rope, f->kv, l, a[ACT_Q], a[ACT_K], a[ACT_V], a[ACT_H], a[ACT_X],
+                    w, n, c->norm_eps);
+        return;
+    }
     if (o->qkv) {
         o->qkv(b, a[ACT_Q], a[ACT_K], a[ACT_V], a[ACT_H], w, n, qd, kvd, d);
     } else {
@@ -194,11 +225,28 @@ static void forward_layer(eng_forward *f, const eng_plan *plan, int l, int32_t n
         o->head_norm(b, a[ACT_K], w->k_norm, n * c->n_kv_head, hd, c->norm_eps);
     }
     o->store_kv(b, plan, &f->rope, f->kv, l, a[ACT_K], a[ACT_V]);
-    o->attention(b, plan, &f->rope, f->kv, l, c->n_head, a[ACT_ATT], a[ACT_Q]);
-    o->matmul(b, a[ACT_O], a[ACT_ATT], w->wo, NULL, n, d, qd);
-    forward_add_norm(f, w->ffn_norm, n);
+}
 
-    if (o->mlp_in) {
+/* One layer. With p->qkv the attention inputs come from norm_qkv, which
+ * norms x itself, so no layer leaves a normed ACT_H for the next. */
+static void forward_layer(eng_forward *f, const eng_plan *plan, int l, int32_t n, const fwd_path *p)
+{
+    const eng_model_config *c = &f->m->cfg;
+    const eng_wlayer *w = &f->w->layers[l];
+    const eng_backend_ops *o = f->b->ops;
+    eng_backend *b = f->b;
+    eng_act **a = f->act;
+    const int d = c->d_model, qd = c->n_head * c->head_dim;
+    const bool norm_mlp = p->small && o->norm_mlp_in;
+
+    forward_qkv(f, plan, l, n, p->qkv);
+    o->attention(b, plan, &f->rope, f->kv, l, c->n_head, a[ACT_ATT], a[ACT_Q]);
+    forward_close(f, p, a[ACT_ATT], w->wo, qd, norm_mlp ? NULL : w->ffn_norm, n);
+
+    if (norm_mlp) {
+        o->norm_mlp_in(b, a[ACT_MLP], a[ACT_H], a[ACT_GATE], a[ACT_UP], a[ACT_X], w->ffn_norm,
+                       w->w_gate, w->w_up, n, c->d_ff, d, c->norm_eps);
+    } else if (o->mlp_in) {
         o->mlp_in(b, a[ACT_MLP], a[ACT_GATE], a[ACT_UP], a[ACT_H], w->w_gate, w->w_up, n, c->d_ff,
                   d);
     } else {
@@ -206,8 +254,8 @@ static void forward_layer(eng_forward *f, const eng_plan *plan, int l, int32_t n
         o->matmul(b, a[ACT_UP], a[ACT_H], w->w_up, NULL, n, c->d_ff, d);
         o->silu_mul(b, a[ACT_MLP], a[ACT_GATE], a[ACT_UP], (size_t)n * c->d_ff);
     }
-    o->matmul(b, a[ACT_O], a[ACT_MLP], w->w_down, NULL, n, d, c->d_ff);
-    forward_add_norm(f, l + 1 < c->n_layer ? f->w->layers[l + 1].attn_norm : NULL, n);
+    const eng_wt *next = l + 1 < c->n_layer && !p->qkv ? f->w->layers[l + 1].attn_norm : NULL;
+    forward_close(f, p, a[ACT_MLP], w->w_down, c->d_ff, next, n);
 }
 
 bi_status eng_forward_run(eng_forward *f, const eng_fwd_batch *b, float *logits)
@@ -221,11 +269,14 @@ bi_status eng_forward_run(eng_forward *f, const eng_fwd_batch *b, float *logits)
     if (st != BI_OK)
         return st;
     const int d = c->d_model;
+    const fwd_path path = {b->n_tokens <= f->b->small_max,
+                           o->norm_qkv && b->n_tokens <= f->b->norm_qkv_max};
     o->embed(f->b, &plan, f->act[ACT_X], f->w->tok_embd, d);
-    o->rmsnorm(f->b, f->act[ACT_H], f->act[ACT_X], f->w->layers[0].attn_norm, b->n_tokens, d,
-               c->norm_eps);
+    if (!path.qkv)
+        o->rmsnorm(f->b, f->act[ACT_H], f->act[ACT_X], f->w->layers[0].attn_norm, b->n_tokens, d,
+                   c->norm_eps);
     for (int l = 0; l < c->n_layer; l++)
-        forward_layer(f, &plan, l, b->n_tokens);
+        forward_layer(f, &plan, l, b->n_tokens, &path);
     if (plan.n_logits > 0) {
         /* Only the rows that need logits go through the final norm and lm_head. */
         o->norm_rows(f->b, &plan, f->act[ACT_H], f->act[ACT_X], f->w->out_norm, d, c->norm_eps);

@@ -22,22 +22,6 @@ static size_t krn_part_lse_offset(int n_rows, int n_head, int head_dim, int n_sl
     return (size_t)n_rows * n_head * n_slots * head_dim;
 }
 
-// Rotates the pair (x1, x2) = (x[i], x[i + half]) by angle pos * inv_freq[i].
-static __device__ __forceinline__ void rope_pair(float &x1, float &x2, float pos, float inv_freq)
-{
-    float s, c;
-    sincosf(pos * inv_freq, &s, &c);
-    float a = x1 * c - x2 * s, b = x2 * c + x1 * s;
-    x1 = a;
-    x2 = b;
-}
-
-static __device__ __forceinline__ size_t kv_offset(const krn_kv_layer &kv, int32_t page, int kvh,
-                                                   int slot)
-{
-    return (((size_t)page * kv.n_kv_head + kvh) * kv.page_size + slot) * kv.head_dim;
-}
-
 static __global__ void rope_store_kv_kernel(krn_step st, krn_kv_layer kv,
                                             const float *__restrict__ k,
                                             const float *__restrict__ v,

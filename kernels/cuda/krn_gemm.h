@@ -22,6 +22,9 @@ extern "C" {
  * nothing. */
 bi_status krn_gemm_bf16(cublasHandle_t h, float *y, const krn_bf16 *x, const krn_bf16 *w, int M,
                         int N, int K);
+/* y[M][N] += x . w^T (the residual add in the GEMM's epilogue). */
+bi_status krn_gemm_bf16_add(cublasHandle_t h, float *y, const krn_bf16 *x, const krn_bf16 *w, int M,
+                            int N, int K);
 
 /* The same product with a bf16 output (rounded once, from fp32). */
 bi_status krn_gemm_bf16_h(cublasHandle_t h, krn_bf16 *y, const krn_bf16 *x, const krn_bf16 *w,

@@ -5,6 +5,8 @@
  *
  *   bench_gpu [PRESET...]     (default tinyllama-1.1b qwen3-0.6b llama3-8b)
  *   env BENCH_BATCHES: decode batches to run, 0 = the prefill (default all).
+ *   Decode batches 1 and 8 run again with the fused RMSNorm+QKV kernel off
+ *   (kind decode-qkv-off; "decode" has it on); env BENCH_QKV_OFF=0 skips that.
  *   env BENCH_BUDGET_S (default 300): presets that would start after this
  *   many seconds are skipped; env OUT: bench_gpu.json is written there.
  *
@@ -155,11 +157,12 @@ static void add_result(const char *preset, const char *kind, int batch, double t
 }
 
 static int32_t pages[MAX_BATCH * (PROMPT + NEW) / PAGE];
+static bool bench_selected(int batch);
 
 /* Prefills batch prompts (chunks of at most PREFILL tokens), then times NEW
  * decode steps. */
 static int bench_decode(eng_forward *f, const eng_model_config *c, int batch, double bw,
-                        const shape *sh, const char *preset, float *logits)
+                        const shape *sh, const char *preset, const char *kind, float *logits)
 {
     const int per = (PROMPT + NEW) / PAGE;
     static int32_t tok[PREFILL];
@@ -191,7 +194,7 @@ static int bench_decode(eng_forward *f, const eng_model_config *c, int batch, do
     double step = bench_median(t, NEW);
     double bytes = sh->w_bytes +
                    batch * ((PROMPT + NEW / 2 + 1) * sh->kv_tok_bytes + (double)c->vocab_size * 4);
-    add_result(preset, "decode", batch, batch / step, batch / (bytes / bw));
+    add_result(preset, kind, batch, batch / step, batch / (bytes / bw));
     return 0;
 }
 
@@ -316,6 +319,39 @@ static int bench_shared(const eng_model *m, double bw, const shape *sh, const ch
     return 0;
 }
 
+/* Decode batches 1 and 8 (those selected) with the fused RMSNorm+QKV kernel
+ * off (BRAID_FUSED_QKV=0), on a backend of its own: the "decode" rows have it
+ * on. */
+static int bench_qkv_off(const eng_model *m, double bw, const shape *sh, const char *preset)
+{
+    const eng_model_config *c = &m->cfg;
+    setenv("BRAID_FUSED_QKV", "0", 1);
+    eng_backend *b = NULL;
+    eng_kv_pool kv;
+    eng_forward *f = NULL;
+    bool pool = false;
+    int rc = 1;
+    float *logits = malloc(sizeof(float) * (size_t)c->vocab_size * MAX_BATCH);
+    int32_t n_pages = (int32_t)(sizeof pages / sizeof pages[0]);
+    if (logits && eng_backend_cuda_create(0, &b) == BI_OK &&
+        (pool = eng_kv_pool_init_opt(&kv, c->n_layer, c->n_kv_head, c->head_dim, PAGE, n_pages,
+                                     false) == BI_OK) &&
+        eng_forward_create(m, b, &kv, PREFILL, &f) == BI_OK) {
+        rc = 0;
+        const int batches[] = {1, 8};
+        for (int i = 0; i < 2 && !rc; i++)
+            if (bench_selected(batches[i]))
+                rc = bench_decode(f, c, batches[i], bw, sh, preset, "decode-qkv-off", logits);
+    }
+    unsetenv("BRAID_FUSED_QKV");
+    eng_forward_destroy(f);
+    if (pool)
+        eng_kv_pool_fini(&kv);
+    eng_backend_destroy(b);
+    free(logits);
+    return rc;
+}
+
 /* env BENCH_BATCHES: a comma list of the decode batches to run, 0 for the
  * prefill, -1 for the shared-chunk case (default: all), e.g. to profile one
  * case. */
@@ -363,25 +399,28 @@ static int bench_preset(const char *name, double bw, double rate)
         printf("%s: cannot set up the CUDA backend\n", name);
         return 1;
     }
-    printf("%s: %.2fB parameters, ready in %.1f s\n", name, shape_of(&c).params / 1e9,
-           bench_now_s() - t0);
+    printf("%s: %.2fB parameters, ready in %.1f s; fused rmsnorm+qkv for steps of up to %d "
+           "tokens\n",
+           name, shape_of(&c).params / 1e9, bench_now_s() - t0, b->norm_qkv_max);
     shape sh = shape_of(&c);
     float *logits = malloc(sizeof(float) * (size_t)c.vocab_size * MAX_BATCH);
     int rc = 0;
     const int batches[] = {1, 8, 64, 256};
     for (int i = 0; i < 4 && !rc; i++)
         if (bench_selected(batches[i]))
-            rc = bench_decode(f, &c, batches[i], bw, &sh, name, logits);
+            rc = bench_decode(f, &c, batches[i], bw, &sh, name, "decode", logits);
     if (!rc && bench_selected(0))
         rc = bench_prefill(f, &c, bw, rate, &sh, name, logits);
     if (!rc && bench_selected(-1))
         rc = bench_shared(m, bw, &sh, name);
-    if (rc)
-        printf("%s: a forward step failed\n", name);
     free(logits);
     eng_forward_destroy(f);
     eng_kv_pool_fini(&kv);
     eng_backend_destroy(b);
+    if (!rc && !(getenv("BENCH_QKV_OFF") && strcmp(getenv("BENCH_QKV_OFF"), "0") == 0))
+        rc = bench_qkv_off(m, bw, &sh, name);
+    if (rc)
+        printf("%s: a forward step failed\n", name);
     eng_model_destroy(m); /* the forward pass reads its configuration until destroyed */
     return rc;
 }
