@@ -61,16 +61,18 @@
 #define BLAS_WORKSPACE   ((size_t)32 << 20)
 #define LOGIT_CHUNK      ((size_t)1 << 20) /* floats per pinned half-buffer (4 MiB) */
 #define MLP_BF16_ROWS    64 /* from this many rows the gate|up product is kept in bf16 */
-#define TC_MIN_ROWS                                                                                \
-    16                       /* query rows (tokens x group) from which a sequence's tokens go to   \
-                                the tensor-core kernel as prefill tiles */
-#define CASCADE_MIN_KEYS 64  /* shorter shared segments stay with the per-token kernel */
-#define CASCADE_SLICE    256 /* fewest keys per slice of a shared level */
-#define CASCADE_SLICES   16
-#define TC_DECODE_MIN_GROUP                                                                        \
-    4                    /* decodes go to the tensor-core kernel from this many query heads        \
-                            per kv head (BRAID_TC_DECODE=0: never) */
-#define TC_DEC_SLICE 128 /* fewest keys per decode job */
+/* The attention split (plan_attention): a sequence's tokens become prefill
+ * tiles of the tensor-core kernel from TC_MIN_ROWS query rows (tokens x
+ * group); decodes go to it from TC_DECODE_MIN_GROUP query heads per kv head
+ * (BRAID_TC_DECODE=0: never), in jobs of at least TC_DEC_SLICE keys; shared
+ * segments of at least CASCADE_MIN_KEYS keys are cut into at most
+ * CASCADE_SLICES slices of at least CASCADE_SLICE keys. */
+#define TC_MIN_ROWS         16
+#define TC_DECODE_MIN_GROUP 4
+#define TC_DEC_SLICE        64
+#define CASCADE_MIN_KEYS    64
+#define CASCADE_SLICE       256
+#define CASCADE_SLICES      16
 
 /* One op of the step, as recorded by the op functions and run by finish().
  * Zeroed before filling, so that its bytes (padding included) hash
