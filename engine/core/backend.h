@@ -22,7 +22,8 @@
  * run per layer and return nothing: a device backend records the first error
  * and skips the remaining work, and finish() returns it after waiting for the
  * step (BI_DEVICE for a CUDA failure). Logit rows land in host memory once
- * finish() returned BI_OK.
+ * finish() returned BI_OK, or, through the optional sample op, are sampled
+ * where they are and only token ids and logprobs come back.
  */
 #ifndef ENG_BACKEND_H
 #define ENG_BACKEND_H
@@ -32,6 +33,7 @@
 #include <stdint.h>
 
 #include "common/status.h"
+#include "sampler/sampler.h"
 
 struct eng_kv_pool;
 struct eng_fwd_batch;
@@ -71,6 +73,13 @@ typedef struct eng_weights {
     const eng_wt *tok_embd, *out_norm, *lm_head;
     eng_wlayer *layers; /* n_layer */
 } eng_weights;
+
+/* One logit row sampled by the backend (the optional op sample). */
+typedef struct eng_sample_out {
+    int32_t token;    /* the chosen id; -1 when status is not BI_OK */
+    bi_status status; /* BI_INTERNAL: every logit of the row was non-finite */
+    eng_logprobs lp;  /* chosen + top n, when the sampler asked for logprobs */
+} eng_sample_out;
 
 typedef struct eng_backend eng_backend;
 
@@ -187,6 +196,22 @@ typedef struct eng_backend_ops {
     /* How the last step's attention was split (tests and benchmarks read it;
      * NULL where a backend has one kernel for every token). */
     void (*attn_split)(eng_backend *b, struct eng_attn_split *out);
+
+    /* --- optional device sampling: NULL where the backend has none (the
+     * CPU), and the caller then samples the rows logits() returns. --- */
+    /* As logits(), but the rows stay in the backend's memory and row r is
+     * turned into out[r] there as eng_sampler_sample would with samplers[r]
+     * (NULL: greedy, no penalties, no logprobs): its penalties and history,
+     * temperature, top-k / top-p / min-p (the same candidate set), greedy
+     * ties to the lowest id, logprobs; the draw comes from a counter-based
+     * generator keyed by the sampler's seed and its count of generated
+     * tokens, so the same seed gives the same tokens (not those of the CPU's
+     * generator). The samplers are read now and not changed: the caller
+     * records each token (eng_sampler_accept). out is complete after
+     * finish() returned BI_OK; only ids and logprobs leave the device.
+     * Vocabularies up to eng_backend.sample_max_vocab. */
+    void (*sample)(eng_backend *b, const eng_act *h, const eng_wt *lm_head, int rows, int vocab,
+                   int d, eng_sampler *const *samplers, eng_sample_out *out);
 } eng_backend_ops;
 
 struct eng_backend {
@@ -197,6 +222,8 @@ struct eng_backend {
      * larger steps the ops they fuse. 0: never. Set by prepare() (the CUDA
      * backend checks its fused norm_qkv kernel there). */
     int32_t small_max, norm_qkv_max;
+    /* The largest vocabulary the sample op handles (0 without one). */
+    int32_t sample_max_vocab;
 };
 
 /* The CPU backend (fp32, multithreaded over n_threads; <= 0 = all CPUs).

@@ -50,6 +50,7 @@
 #include "cuda/krn_gemm.h"
 #include "cuda/krn_gemv.h"
 #include "cuda/krn_norm.h"
+#include "cuda/krn_sample.h"
 #include "model/model.h"
 
 #define STAGE_ELEMS      ((size_t)16 << 20) /* fp32 staging for weight conversion: 64 MiB */
@@ -161,6 +162,7 @@ typedef struct cuda_backend {
     graph_slot graphs[GRAPH_SLOTS];
     uint64_t seen[GRAPH_SEEN], tick;
     int seen_next;
+    struct cuda_sampling *smp; /* device sampling (the sample op); NULL until first used */
 } cuda_backend;
 
 static cuda_backend *cuda_of(eng_backend *b)
@@ -1764,6 +1766,194 @@ static void copy_logits(cuda_backend *cb)
     }
 }
 
+/* ==== device sampling (the sample op) =====================================
+ * sample() records the lm_head GEMM exactly as logits() does (so a step
+ * captured as a graph is the same either way), packs each row's parameters
+ * and penalty history into a pinned buffer and uploads it (one copy, while
+ * the stream is idle). finish() then, after the step's graph, runs krn_sample
+ * over the rows still on the device and copies back only the per-row
+ * results. */
+typedef struct cuda_sampling {
+    char *up_h, *up_d;             /* krn_sample_row[rows], then hist ids, then hist counts */
+    size_t up_h_cap, up_d_cap;     /* bytes */
+    krn_sample_out *out_h, *out_d; /* pinned / device, one per row */
+    size_t out_h_cap, out_d_cap;
+    uint32_t *keys; /* scratch for sampled rows: rows * vocab */
+    size_t keys_cap;
+    int rows, vocab; /* the step's; rows == 0: nothing pending */
+    size_t n_hist;
+    bool any_sampled; /* a row has temperature > 0 (needs keys) */
+    eng_sample_out *dst;
+} cuda_sampling;
+
+static void sampling_free(cuda_sampling *sm)
+{
+    if (!sm)
+        return;
+    cudaFreeHost(sm->up_h);
+    cudaFreeHost(sm->out_h);
+    cudaFree(sm->up_d);
+    cudaFree(sm->out_d);
+    cudaFree(sm->keys);
+    bi_free(sm);
+}
+
+/* History entries a row uploads: every seen id for the repetition penalty,
+ * the generated ones for presence/frequency alone, none without penalties. */
+static bool hist_wanted(const eng_sampling_params *p, bool *all)
+{
+    *all = p->repetition_penalty != 1.0f;
+    return *all || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
+}
+
+static size_t hist_size(const eng_sampler *s)
+{
+    bool all;
+    if (!s || !hist_wanted(eng_sampler_params(s), &all))
+        return 0;
+    const int32_t *ids;
+    size_t n = eng_sampler_history(s, &ids), k = 0;
+    if (all)
+        return n;
+    for (size_t i = 0; i < n; i++)
+        k += eng_sampler_count(s, ids[i]) > 0;
+    return k;
+}
+
+/* Row r's parameters into row, its history at ids/counts[*at...]. */
+static void sampling_pack_row(const eng_sampler *s, krn_sample_row *row, int32_t *ids,
+                              uint32_t *counts, size_t *at)
+{
+    *row = (krn_sample_row){.temperature = 0.0f,
+                            .top_p = 1.0f,
+                            .repetition_penalty = 1.0f,
+                            .n_logprobs = -1,
+                            .hist_off = (int32_t)*at};
+    if (!s)
+        return;
+    const eng_sampling_params *p = eng_sampler_params(s);
+    row->temperature = p->temperature;
+    row->top_p = p->top_p;
+    row->min_p = p->min_p;
+    row->repetition_penalty = p->repetition_penalty;
+    row->presence_penalty = p->presence_penalty;
+    row->frequency_penalty = p->frequency_penalty;
+    row->top_k = p->top_k;
+    row->n_logprobs = p->n_logprobs;
+    row->seed = p->seed;
+    row->step = eng_sampler_generated(s);
+    bool all;
+    if (!hist_wanted(p, &all))
+        return;
+    const int32_t *seen;
+    size_t n = eng_sampler_history(s, &seen), start = *at;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t c = eng_sampler_count(s, seen[i]);
+        if (all || c > 0) {
+            ids[*at] = seen[i];
+            counts[(*at)++] = c;
+        }
+    }
+    row->n_hist = (int32_t)(*at - start);
+}
+
+static bi_status sampling_prepare(cuda_backend *cb, int rows, int vocab,
+                                  eng_sampler *const *samplers, eng_sample_out *out)
+{
+    if (vocab > KRN_SAMPLE_MAX_VOCAB)
+        return BI_UNSUPPORTED;
+    if (!cb->smp && !(cb->smp = bi_calloc(1, sizeof *cb->smp)))
+        return BI_NOMEM;
+    cuda_sampling *sm = cb->smp;
+    size_t n_hist = 0;
+    bool sampled = false;
+    for (int r = 0; r < rows; r++) {
+        const eng_sampler *s = samplers ? samplers[r] : NULL;
+        n_hist += hist_size(s);
+        sampled |= s && eng_sampler_params(s)->temperature > 0.0f;
+    }
+    if (n_hist > INT32_MAX)
+        return BI_OUT_OF_RANGE;
+    size_t row_bytes = (size_t)rows * sizeof(krn_sample_row);
+    size_t bytes = row_bytes + n_hist * (sizeof(int32_t) + sizeof(uint32_t));
+    bi_status st;
+    if ((st = grow_buf((void **)&sm->up_h, &sm->up_h_cap, bytes, 1, true)) != BI_OK ||
+        (st = grow_device((void **)&sm->up_d, &sm->up_d_cap, bytes, 1)) != BI_OK ||
+        (st = grow_buf((void **)&sm->out_h, &sm->out_h_cap, (size_t)rows, sizeof(krn_sample_out),
+                       true)) != BI_OK ||
+        (st = grow_device((void **)&sm->out_d, &sm->out_d_cap, (size_t)rows,
+                          sizeof(krn_sample_out))) != BI_OK ||
+        (sampled && (st = grow_device((void **)&sm->keys, &sm->keys_cap,
+                                      (size_t)rows * (size_t)vocab, sizeof(uint32_t))) != BI_OK))
+        return st;
+    krn_sample_row *prm = (krn_sample_row *)sm->up_h;
+    int32_t *ids = (int32_t *)(sm->up_h + row_bytes);
+    uint32_t *counts = (uint32_t *)(ids + n_hist);
+    size_t at = 0;
+    for (int r = 0; r < rows; r++)
+        sampling_pack_row(samplers ? samplers[r] : NULL, &prm[r], ids, counts, &at);
+    sm->rows = rows;
+    sm->vocab = vocab;
+    sm->n_hist = n_hist;
+    sm->any_sampled = sampled;
+    sm->dst = out;
+    /* Up now, like begin()'s plan: the stream is idle, so the copy is done
+     * while the step is still being recorded, off the step's critical path. */
+    return cuda_status(
+        cudaMemcpyAsync(sm->up_d, sm->up_h, bytes, cudaMemcpyHostToDevice, cb->stream));
+}
+
+static void cuda_sample(eng_backend *b, const eng_act *h, const eng_wt *lm_head, int rows,
+                        int vocab, int d, eng_sampler *const *samplers, eng_sample_out *out)
+{
+    cuda_backend *cb = cuda_of(b);
+    cuda_logits(b, NULL, h, lm_head, rows, vocab, d); /* the GEMM; no copy to the host */
+    if (cb->st == BI_OK)
+        note(cb, sampling_prepare(cb, rows, vocab, samplers, out), "device sampling setup");
+}
+
+/* After the step's ops, on the stream: sampling, then the results down. */
+static void sampling_launch(cuda_backend *cb)
+{
+    cuda_sampling *sm = cb->smp;
+    size_t row_bytes = (size_t)sm->rows * sizeof(krn_sample_row);
+    const int32_t *ids = (const int32_t *)(sm->up_d + row_bytes);
+    const uint32_t *counts = (const uint32_t *)(ids + sm->n_hist);
+    if (cb->st == BI_OK)
+        note(cb,
+             krn_sample(cb->logits_d, sm->any_sampled ? sm->keys : NULL, sm->rows, sm->vocab,
+                        (const krn_sample_row *)sm->up_d, ids, counts, sm->out_d, NULL, cb->stream),
+             "device sampling");
+    if (cb->st == BI_OK)
+        note_cuda(cb,
+                  cudaMemcpyAsync(sm->out_h, sm->out_d, (size_t)sm->rows * sizeof(krn_sample_out),
+                                  cudaMemcpyDeviceToHost, cb->stream),
+                  "sampled ids copy");
+}
+
+/* After the step's synchronisation: the results to the caller (when the step
+ * succeeded); nothing stays pending either way. */
+static void sampling_finish(cuda_backend *cb)
+{
+    cuda_sampling *sm = cb->smp;
+    if (!sm || !sm->rows)
+        return;
+    for (int r = 0; r < sm->rows && cb->st == BI_OK; r++) {
+        const krn_sample_out *k = &sm->out_h[r];
+        eng_sample_out *o = &sm->dst[r];
+        o->token = k->token;
+        o->status = k->status == KRN_SAMPLE_OK ? BI_OK : BI_INTERNAL;
+        o->lp.chosen = (eng_logprob_entry){k->token, k->chosen_logprob};
+        o->lp.n_top = k->n_top;
+        for (int j = 0; j < k->n_top && j < ENG_MAX_LOGPROBS; j++)
+            o->lp.top[j] = (eng_logprob_entry){k->top_id[j], k->top_logprob[j]};
+    }
+    sm->rows = 0;
+    sm->dst = NULL;
+}
+
+/* ==== end of device sampling ============================================== */
+
 static bi_status cuda_finish(eng_backend *b)
 {
     cuda_backend *cb = cuda_of(b);
@@ -1776,7 +1966,10 @@ static bi_status cuda_finish(eng_backend *b)
         run_step(cb);
     if (cb->st == BI_OK && cb->logits_dst)
         copy_logits(cb);
+    if (cb->st == BI_OK && cb->smp && cb->smp->rows)
+        sampling_launch(cb);
     note_cuda(cb, cudaStreamSynchronize(cb->stream), "the step");
+    sampling_finish(cb);
     cb->n_ops = 0;
     cb->logits_dst = NULL;
     bi_status st = cb->st;
@@ -1802,6 +1995,7 @@ static void cuda_destroy(eng_backend *b)
         if (cb->half_done[i])
             cudaEventDestroy(cb->half_done[i]);
     cudaFreeHost(cb->meta_h);
+    sampling_free(cb->smp);
     bi_free(cb->log);
     bi_free(cb->ap);
     bi_free(cb->cands);
@@ -1847,6 +2041,7 @@ static const eng_backend_ops cuda_ops = {
     .mem_info = cuda_mem_info,
     .kv_realloc = cuda_kv_realloc,
     .attn_split = cuda_attn_split,
+    .sample = cuda_sample,
 };
 
 bool eng_backend_cuda_available(void)
@@ -1872,6 +2067,7 @@ bi_status eng_backend_cuda_create(int device, eng_backend **out)
         return BI_NOMEM;
     cb->base.ops = &cuda_ops;
     cb->base.host_kv = false;
+    cb->base.sample_max_vocab = KRN_SAMPLE_MAX_VOCAB;
     cb->device = device;
     if (cudaSetDevice(device) != cudaSuccess ||
         cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking) != cudaSuccess ||

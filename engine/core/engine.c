@@ -102,8 +102,11 @@ struct eng_engine {
     eng_stats stats;
 
     /* worker-private step buffers */
-    float *logits;
+    bool device_sampling; /* the backend samples (eng_forward_run_sampled) */
+    float *logits;        /* host sampling: the step's logit rows */
     size_t logits_cap;
+    eng_sampler **step_samplers; /* device sampling: each row's sampler */
+    eng_sample_out *step_out;    /* and its result */
     int32_t *step_tokens;
     eng_fwd_seq *step_fseq;
     eng_seq **step_seqs;
@@ -1052,16 +1055,10 @@ static void token_text(eng_engine *e, eng_req *r, int32_t t, char *out, size_t *
     eng_stop_matcher_feed(r->stops, piece, n, out, 2 * ENG_TEXT_MAX, out_len, stopped);
 }
 
-/* Samples the next token of request r from its logits row and emits it. */
-static void req_step_token(eng_engine *e, eng_req *r, float *row)
+/* Emits the token t sampled for request r (already recorded by its sampler),
+ * with its logprobs lp when asked for. */
+static void req_emit_token(eng_engine *e, eng_req *r, int32_t t, const eng_logprobs *lp)
 {
-    int32_t t;
-    eng_logprobs lp;
-    bi_status st = eng_sampler_sample(r->sampler, row, &t, r->want_logprobs ? &lp : NULL);
-    if (st != BI_OK) {
-        req_fail(r, ENG_FINISH_ERROR, BI_INTERNAL, "sampling failed: the logits are not finite");
-        return;
-    }
     int32_t generated = r->n_tail - r->n_prompt_tail;
     if (generated == 0)
         r->usage.ttft_ms = (double)(now_us() - r->t_submit_us) / 1000.0;
@@ -1083,7 +1080,7 @@ static void req_step_token(eng_engine *e, eng_req *r, float *row)
                     .token = t,
                     .text = text,
                     .text_len = len,
-                    .logprobs = r->want_logprobs ? &lp : NULL};
+                    .logprobs = r->want_logprobs ? lp : NULL};
     r->fn(r->user, &ev);
     if (stopped)
         r->finish = ENG_FINISH_STOP;
@@ -1091,8 +1088,40 @@ static void req_step_token(eng_engine *e, eng_req *r, float *row)
         r->finish = ENG_FINISH_LENGTH;
 }
 
+static bi_status step_logits_reserve(eng_engine *e, int n_seqs);
+
+static const char *const sampling_failed = "sampling failed: the logits are not finite";
+
+/* Samples the next token of request r from its logits row and emits it. */
+static void req_step_token(eng_engine *e, eng_req *r, float *row)
+{
+    int32_t t;
+    eng_logprobs lp;
+    bi_status st = eng_sampler_sample(r->sampler, row, &t, r->want_logprobs ? &lp : NULL);
+    if (st != BI_OK) {
+        req_fail(r, ENG_FINISH_ERROR, BI_INTERNAL, sampling_failed);
+        return;
+    }
+    req_emit_token(e, r, t, &lp);
+}
+
+/* Takes the token the device sampled for request r: recorded by r's sampler
+ * (so that its penalties and draw counter stay in step), then emitted. */
+static void req_device_token(eng_engine *e, eng_req *r, const eng_sample_out *o)
+{
+    if (o->status != BI_OK) {
+        req_fail(r, ENG_FINISH_ERROR, BI_INTERNAL, sampling_failed);
+        return;
+    }
+    if (eng_sampler_accept(r->sampler, o->token) != BI_OK) {
+        req_fail(r, ENG_FINISH_ERROR, BI_INTERNAL, "sampling failed: a bad token id");
+        return;
+    }
+    req_emit_token(e, r, o->token, &o->lp);
+}
+
 /* After the forward pass, without the lock: advance every sequence, sample
- * and emit tokens. Fills that completed are marked in *fills_done. */
+ * (or take the device's samples) and emit tokens. */
 static void step_finish(eng_engine *e, int n_seqs)
 {
     int32_t row = 0;
@@ -1101,10 +1130,29 @@ static void step_finish(eng_engine *e, int n_seqs)
         eng_seq *s = e->step_seqs[i];
         s->done += s->step_n;
         bool has_row = e->step_fseq[i].logits == ENG_LOGITS_LAST;
-        if (s->req && has_row && s->req->finish == ENG_FINISH_NONE)
-            req_step_token(e, s->req, e->logits + (size_t)row * vocab);
+        if (s->req && has_row && s->req->finish == ENG_FINISH_NONE) {
+            if (e->device_sampling)
+                req_device_token(e, s->req, &e->step_out[row]);
+            else
+                req_step_token(e, s->req, e->logits + (size_t)row * vocab);
+        }
         row += has_row;
     }
+}
+
+/* Runs the step's batch: logit rows to the host, or sampled on the device
+ * with each row's request sampler. */
+static bi_status step_run(eng_engine *e, const eng_fwd_batch *b, int n_seqs)
+{
+    if (!e->device_sampling) {
+        bi_status st = step_logits_reserve(e, n_seqs);
+        return st == BI_OK ? eng_forward_run(e->fwd, b, e->logits) : st;
+    }
+    int32_t rows = 0;
+    for (int i = 0; i < n_seqs; i++)
+        if (e->step_fseq[i].logits == ENG_LOGITS_LAST)
+            e->step_samplers[rows++] = e->step_seqs[i]->req ? e->step_seqs[i]->req->sampler : NULL;
+    return eng_forward_run_sampled(e->fwd, b, e->step_samplers, e->step_out);
 }
 
 /* Final text, output chunk and the final event of a finished request. */
@@ -1283,9 +1331,7 @@ static void *worker_main(void *arg)
         bi_status st = BI_OK;
         if (n_tokens > 0) {
             eng_fwd_batch b = {e->step_tokens, n_tokens, e->step_fseq, n_seqs};
-            st = step_logits_reserve(e, n_seqs);
-            if (st == BI_OK)
-                st = eng_forward_run(e->fwd, &b, e->logits);
+            st = step_run(e, &b, n_seqs);
             if (st == BI_OK)
                 step_finish(e, n_seqs);
         }
@@ -1497,6 +1543,15 @@ static bi_status engine_setup(eng_engine *e, char *err, size_t err_size)
     e->step_seqs = bi_mallocarray(ENG_MAX_SEQS_PER_STEP, sizeof *e->step_seqs);
     if (!e->step_tokens || !e->step_fseq || !e->step_seqs)
         return BI_NOMEM;
+    e->device_sampling = eng_forward_can_sample(e->fwd) && !e->cfg.host_sampling;
+    if (e->device_sampling) {
+        /* one logit row per sequence at most (ENG_LOGITS_LAST) */
+        e->step_samplers = bi_mallocarray(ENG_MAX_SEQS_PER_STEP, sizeof *e->step_samplers);
+        e->step_out = bi_mallocarray(ENG_MAX_SEQS_PER_STEP, sizeof *e->step_out);
+        if (!e->step_samplers || !e->step_out)
+            return BI_NOMEM;
+    }
+    BI_LOGI(NULL, "sampling on the %s", e->device_sampling ? "device" : "host");
     eng_catalog_init(&e->cat, &e->pool);
     e->stats.page_size = page;
     e->stats.kv_pages_total = n_pages;
@@ -1584,6 +1639,8 @@ void eng_engine_destroy(eng_engine *e)
     bi_free(e->step_tokens);
     bi_free(e->step_fseq);
     bi_free(e->step_seqs);
+    bi_free(e->step_samplers);
+    bi_free(e->step_out);
     pthread_cond_destroy(&e->wake);
     pthread_mutex_destroy(&e->lock);
     bi_free(e);
@@ -1602,6 +1659,11 @@ const struct eng_tokenizer *eng_engine_tokenizer(const eng_engine *e)
 const char *eng_engine_backend_name(const eng_engine *e)
 {
     return e->backend->ops->name;
+}
+
+bool eng_engine_device_sampling(const eng_engine *e)
+{
+    return e->device_sampling;
 }
 
 eng_chat_format eng_engine_chat_format(const eng_engine *e)

@@ -69,6 +69,8 @@ typedef struct eng_config {
     float kv_memory_fraction; /* (0, 1): on a device backend, size the pool to this fraction of
                                  the device memory free once the weights are uploaded, instead of
                                  kv_tokens; 0 = kv_tokens. Ignored (logged) on the CPU */
+    bool host_sampling;       /* sample on the host even when the backend samples on the device
+                                 (CUDA does by default); for comparison and as a fallback */
     eng_progress_fn progress; /* model loading progress; may be NULL */
     void *progress_user;
 } eng_config;
@@ -93,6 +95,9 @@ const struct eng_tokenizer *eng_engine_tokenizer(const eng_engine *e);
 eng_chat_format eng_engine_chat_format(const eng_engine *e);
 /* The backend in use: "cpu" or "cuda" (static string). */
 const char *eng_engine_backend_name(const eng_engine *e);
+/* True when tokens are sampled on the device (only ids and logprobs come back
+ * to the host): a backend with device sampling and cfg.host_sampling off. */
+bool eng_engine_device_sampling(const eng_engine *e);
 
 /* --- chunks --- */
 

@@ -258,7 +258,10 @@ static void forward_layer(eng_forward *f, const eng_plan *plan, int l, int32_t n
     forward_close(f, p, a[ACT_MLP], w->w_down, c->d_ff, next, n);
 }
 
-bi_status eng_forward_run(eng_forward *f, const eng_fwd_batch *b, float *logits)
+/* One pass; the logit rows go to the host (logits) or are sampled on the
+ * device (out, with samplers). */
+static bi_status forward_run(eng_forward *f, const eng_fwd_batch *b, float *logits,
+                             eng_sampler *const *samplers, eng_sample_out *out)
 {
     const eng_model_config *c = &f->m->cfg;
     const eng_backend_ops *o = f->b->ops;
@@ -280,7 +283,31 @@ bi_status eng_forward_run(eng_forward *f, const eng_fwd_batch *b, float *logits)
     if (plan.n_logits > 0) {
         /* Only the rows that need logits go through the final norm and lm_head. */
         o->norm_rows(f->b, &plan, f->act[ACT_H], f->act[ACT_X], f->w->out_norm, d, c->norm_eps);
-        o->logits(f->b, logits, f->act[ACT_H], f->w->lm_head, plan.n_logits, c->vocab_size, d);
+        if (out)
+            o->sample(f->b, f->act[ACT_H], f->w->lm_head, plan.n_logits, c->vocab_size, d, samplers,
+                      out);
+        else
+            o->logits(f->b, logits, f->act[ACT_H], f->w->lm_head, plan.n_logits, c->vocab_size, d);
     }
     return o->finish(f->b);
+}
+
+bi_status eng_forward_run(eng_forward *f, const eng_fwd_batch *b, float *logits)
+{
+    return forward_run(f, b, logits, NULL, NULL);
+}
+
+bool eng_forward_can_sample(const eng_forward *f)
+{
+    return f->b->ops->sample && f->m->cfg.vocab_size <= f->b->sample_max_vocab;
+}
+
+bi_status eng_forward_run_sampled(eng_forward *f, const eng_fwd_batch *b,
+                                  eng_sampler *const *samplers, eng_sample_out *out)
+{
+    if (!eng_forward_can_sample(f))
+        return BI_UNSUPPORTED;
+    if (!out)
+        return BI_INVALID_ARGUMENT;
+    return forward_run(f, b, NULL, samplers, out);
 }

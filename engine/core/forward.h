@@ -26,6 +26,7 @@
 #ifndef ENG_FORWARD_H
 #define ENG_FORWARD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common/status.h"
@@ -79,5 +80,16 @@ int32_t eng_forward_logit_rows(const eng_fwd_batch *b);
  * n_new < 1); a backend failure's status otherwise (BI_DEVICE for a CUDA
  * error), after which the KV written in this step is undefined. */
 bi_status eng_forward_run(eng_forward *f, const eng_fwd_batch *b, float *logits);
+
+/* True when the backend samples on the device (eng_forward_run_sampled) for
+ * this model's vocabulary. */
+bool eng_forward_can_sample(const eng_forward *f);
+
+/* Runs the batch like eng_forward_run, but each logit row r is sampled on the
+ * device with samplers[r] (see backend.h's sample op) into out[r] instead of
+ * being returned; the samplers are not changed (record the tokens with
+ * eng_sampler_accept). BI_UNSUPPORTED when the backend cannot sample. */
+bi_status eng_forward_run_sampled(eng_forward *f, const eng_fwd_batch *b,
+                                  eng_sampler *const *samplers, eng_sample_out *out);
 
 #endif

@@ -40,7 +40,8 @@ struct eng_sampler {
     float *e;    /* (vocab) unnormalised probabilities of the current step */
     cand *cands; /* the tokens that survive filtering (grows as needed) */
     size_t cands_cap;
-    uint64_t rng[4]; /* xoshiro256** state */
+    uint64_t rng[4];    /* xoshiro256** state */
+    uint64_t generated; /* tokens recorded as generated */
 };
 
 /* ---- parameters ---------------------------------------------------------- */
@@ -203,7 +204,29 @@ bi_status eng_sampler_accept(eng_sampler *s, int32_t token)
         return st;
     if (s->count[token] < UINT32_MAX)
         s->count[token]++;
+    s->generated++;
     return BI_OK;
+}
+
+const eng_sampling_params *eng_sampler_params(const eng_sampler *s)
+{
+    return &s->p;
+}
+
+size_t eng_sampler_history(const eng_sampler *s, const int32_t **ids)
+{
+    *ids = s->ids;
+    return s->n_ids;
+}
+
+uint32_t eng_sampler_count(const eng_sampler *s, int32_t id)
+{
+    return id >= 0 && id < s->vocab ? s->count[id] : 0;
+}
+
+uint64_t eng_sampler_generated(const eng_sampler *s)
+{
+    return s->generated;
 }
 
 /* ---- logits processing --------------------------------------------------- */
@@ -505,10 +528,9 @@ static int32_t draw_all(const eng_sampler *s, const float *x, const histogram *h
     return last;
 }
 
-/* Applies top-p (unless done), min-p to c[0, n) and draws one candidate with
- * u in [0, 1). The best token always survives every filter. */
-static int32_t filter_and_draw(const eng_sampling_params *p, bool top_p_done, cand *c, size_t n,
-                               double u)
+/* Applies top-p (unless done) and min-p to c[0, n); returns how many
+ * candidates are left in c[0, n'). The best token always survives. */
+static size_t filter_cands(const eng_sampling_params *p, bool top_p_done, cand *c, size_t n)
 {
     if (p->top_p < 1.0f && !top_p_done)
         n = select_top_p(c, n, (double)p->top_p * mass_of(c, n));
@@ -519,6 +541,12 @@ static int32_t filter_and_draw(const eng_sampling_params *p, bool top_p_done, ca
                 c[k++] = c[i];
         n = k;
     }
+    return n;
+}
+
+/* Draws one of c[0, n) (n > 0) in proportion to e, with u in [0, 1). */
+static int32_t draw_cands(const cand *c, size_t n, double u)
+{
     double r = u * mass_of(c, n), acc = 0.0;
     for (size_t i = 0; i < n; i++) {
         acc += c[i].e;
@@ -577,33 +605,87 @@ static void scale_and_exp(eng_sampler *s, float *logits, float max, histogram *h
     }
 }
 
-static bi_status sample_temperature(eng_sampler *s, float *logits, float max, int32_t best,
-                                    int32_t *chosen, double *z)
+/* Leaves in s->cands[0, *n) the tokens that top-k, top-p and min-p keep
+ * (x: the scaled logits, h and z from scale_and_exp), or sets *all when no
+ * filter is on (every token is a candidate; nothing gathered). */
+static bi_status filter(eng_sampler *s, const float *x, const histogram *h, double z, size_t *n,
+                        bool *all)
 {
     const eng_sampling_params *p = &s->p;
-    histogram h;
-    scale_and_exp(s, logits, max, &h);
-    *z = 0.0;
-    for (int b = 0; b < N_BUCKETS; b++)
-        *z += h.mass[b];
-    double u = rng_uniform(s->rng);
-    size_t n;
     bi_status st;
     bool top_k = p->top_k > 0 && p->top_k < s->vocab;
+    *all = false;
     if (top_k)
-        st = gather_top_k(s, logits, &h, (size_t)p->top_k, &n);
+        st = gather_top_k(s, x, h, (size_t)p->top_k, n);
     else if (p->top_p < 1.0f)
-        st = gather_top_p(s, logits, &h, (double)p->top_p * *z, &n);
+        st = gather_top_p(s, x, h, (double)p->top_p * z, n);
     else if (p->min_p > 0.0f)
-        st = gather_min_p(s, logits, &h, p->min_p, &n);
+        st = gather_min_p(s, x, h, p->min_p, n);
     else {
-        *chosen = draw_all(s, logits, &h, u * *z, best);
+        *all = true;
         return BI_OK;
     }
     if (st != BI_OK)
         return st;
-    /* n == 0 only if rounding emptied the nucleus; the best token is in it */
-    *chosen = n > 0 ? filter_and_draw(p, !top_k, s->cands, n, u) : best;
+    /* n == 0 only if rounding emptied the nucleus; the caller falls back to the best token */
+    if (*n > 0)
+        *n = filter_cands(p, !top_k, s->cands, *n);
+    return BI_OK;
+}
+
+static double histogram_mass(const histogram *h)
+{
+    double z = 0.0;
+    for (int b = 0; b < N_BUCKETS; b++)
+        z += h->mass[b];
+    return z;
+}
+
+static bi_status sample_temperature(eng_sampler *s, float *logits, float max, int32_t best,
+                                    int32_t *chosen, double *z)
+{
+    histogram h;
+    scale_and_exp(s, logits, max, &h);
+    *z = histogram_mass(&h);
+    double u = rng_uniform(s->rng);
+    size_t n;
+    bool all;
+    bi_status st = filter(s, logits, &h, *z, &n, &all);
+    if (st != BI_OK)
+        return st;
+    if (all)
+        *chosen = draw_all(s, logits, &h, u * *z, best);
+    else
+        *chosen = n > 0 ? draw_cands(s->cands, n, u) : best;
+    return BI_OK;
+}
+
+bi_status eng_sampler_candidates(eng_sampler *s, float *logits, uint8_t *keep)
+{
+    if (!s || !logits || !keep)
+        return BI_INVALID_ARGUMENT;
+    apply_penalties(s, logits);
+    int32_t best = clean_argmax(logits, s->vocab);
+    if (best < 0)
+        return BI_INTERNAL;
+    memset(keep, 0, (size_t)s->vocab);
+    if (s->p.temperature == 0.0f) {
+        keep[best] = 1;
+        return BI_OK;
+    }
+    histogram h;
+    scale_and_exp(s, logits, logits[best], &h);
+    size_t n;
+    bool all;
+    bi_status st = filter(s, logits, &h, histogram_mass(&h), &n, &all);
+    if (st != BI_OK)
+        return st;
+    if (all)
+        memset(keep, 1, (size_t)s->vocab);
+    else if (n == 0)
+        keep[best] = 1;
+    for (size_t i = 0; i < n && !all; i++)
+        keep[s->cands[i].id] = 1;
     return BI_OK;
 }
 

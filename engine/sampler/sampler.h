@@ -69,6 +69,17 @@ bi_status eng_sampler_add_prompt(eng_sampler *s, const int32_t *ids, size_t n);
  * of range are BI_INVALID_ARGUMENT. */
 bi_status eng_sampler_accept(eng_sampler *s, int32_t token);
 
+/* What a sampler elsewhere (on a device) needs to act as this one: the
+ * parameters; the distinct ids seen so far (prompt and generated, in order of
+ * first appearance; *ids stays valid until the next call that records a
+ * token); how often id was generated (0: never, or prompt only); and how many
+ * tokens were recorded as generated (the step counter of a counter-based
+ * draw). */
+const eng_sampling_params *eng_sampler_params(const eng_sampler *s);
+size_t eng_sampler_history(const eng_sampler *s, const int32_t **ids);
+uint32_t eng_sampler_count(const eng_sampler *s, int32_t id);
+uint64_t eng_sampler_generated(const eng_sampler *s);
+
 /* Chooses the next token from logits[vocab_size] (modified in place), records
  * it as generated, and fills *lp when lp is not NULL and logprobs were asked
  * for. Non-finite logits are treated as -inf; all -inf is BI_INTERNAL.
@@ -76,6 +87,15 @@ bi_status eng_sampler_accept(eng_sampler *s, int32_t token);
  * logits minus their max, divided by the temperature. BI_NOMEM if the
  * filter's scratch could not grow; the token is then not recorded. */
 bi_status eng_sampler_sample(eng_sampler *s, float *logits, int32_t *token, eng_logprobs *lp);
+
+/* The candidate set eng_sampler_sample would draw from for these logits:
+ * keep[vocab_size] is set to 1 for each token that survives penalties,
+ * temperature and top-k / top-p / min-p (every token when no filter is on;
+ * the argmax alone when greedy) and 0 otherwise. logits are processed in
+ * place as by eng_sampler_sample; nothing is recorded and no random number is
+ * drawn. For checking another implementation (the device sampler) against
+ * this one. BI_INTERNAL when every logit is non-finite. */
+bi_status eng_sampler_candidates(eng_sampler *s, float *logits, uint8_t *keep);
 
 /*
  * Stop strings over a token stream. Text arrives in pieces; the matcher holds

@@ -15,7 +15,12 @@
  * weight matrix once (bf16, lm_head included), the KV of every sequence
  * (read) plus its new token (written), and the fp32 logits (written, copied
  * to the host); roofline = bytes / device-to-device copy bandwidth (read +
- * write bytes per second, measured here). Prefill: one 2048-token prompt;
+ * write bytes per second, measured here). Each decode batch is then timed
+ * again over the same positions with sampling, as the engine does a step:
+ * "host:g" / "host:p" copy the logits to the host and run the CPU sampler on
+ * every row (the engine's path without device sampling), "dev:g" / "dev:p"
+ * sample on the device and copy back only the ids (g greedy, p temperature
+ * 0.8 with top-p 0.9); same roofline. Prefill: one 2048-token prompt;
  * its roofline is the larger of bytes / bandwidth and FLOPs / the bf16 GEMM
  * rate cuBLAS reaches here on 8192^3. Shared chunk: 64 requests over one
  * 4096-token chunk (plus 32 tokens each) decode 128 tokens, cascade on and
@@ -37,6 +42,7 @@
 #include "cuda/krn_gemm.h"
 #include "cuda/krn_smoke.h"
 #include "model/model.h"
+#include "sampler/sampler.h"
 
 #define PROMPT    128
 #define NEW       128
@@ -139,7 +145,7 @@ typedef struct result {
     double tok_s, roof_tok_s;
 } result;
 
-static result results[64];
+static result results[128];
 static int n_results;
 
 static void add_result(const char *preset, const char *kind, int batch, double tok_s, double roof)
@@ -158,6 +164,88 @@ static void add_result(const char *preset, const char *kind, int batch, double t
 
 static int32_t pages[MAX_BATCH * (PROMPT + NEW) / PAGE];
 static bool bench_selected(int batch);
+
+/* How a timed decode step ends: logit rows to the host (the forward pass
+ * alone), plus the CPU sampler on each row, or sampling on the device. */
+typedef enum { STEP_LOGITS, STEP_HOST_SAMPLE, STEP_DEVICE_SAMPLE } step_mode;
+
+static const struct {
+    const char *kind;
+    step_mode mode;
+    bool greedy;
+} sample_runs[] = {
+    {"host:g", STEP_HOST_SAMPLE, true},
+    {"host:p", STEP_HOST_SAMPLE, false},
+    {"dev:g", STEP_DEVICE_SAMPLE, true},
+    {"dev:p", STEP_DEVICE_SAMPLE, false},
+};
+
+/* Median time of NEW decode steps of batch sequences at positions PROMPT..
+ * (the KV written there before is overwritten; only the time matters).
+ * smp: one sampler per sequence for the sampling modes; out: device results. */
+static double time_decode(eng_forward *f, const eng_model_config *c, int batch, eng_fwd_seq *seqs,
+                          int32_t *tok, step_mode mode, eng_sampler **smp, float *logits,
+                          eng_sample_out *out)
+{
+    double t[NEW];
+    for (int s = 0; s < NEW; s++) {
+        for (int i = 0; i < batch; i++) {
+            seqs[i].tail_len = PROMPT + s;
+            seqs[i].n_new = 1;
+            tok[i] = rand() % c->vocab_size;
+        }
+        eng_fwd_batch b = {tok, batch, seqs, batch};
+        double t0 = bench_now_s();
+        bi_status st = mode == STEP_DEVICE_SAMPLE ? eng_forward_run_sampled(f, &b, smp, out)
+                                                  : eng_forward_run(f, &b, logits);
+        for (int i = 0; i < batch && st == BI_OK; i++) {
+            int32_t id = 0;
+            if (mode == STEP_HOST_SAMPLE)
+                st = eng_sampler_sample(smp[i], logits + (size_t)i * c->vocab_size, &id, NULL);
+            else if (mode == STEP_DEVICE_SAMPLE)
+                st = out[i].status == BI_OK ? eng_sampler_accept(smp[i], out[i].token)
+                                            : out[i].status;
+        }
+        if (st != BI_OK)
+            return -1.0;
+        t[s] = bench_now_s() - t0;
+    }
+    return bench_median(t, NEW);
+}
+
+/* The decode batch again with each sampling mode (sample_runs). */
+static int bench_sampling(eng_forward *f, const eng_model_config *c, int batch, eng_fwd_seq *seqs,
+                          int32_t *tok, const char *preset, float *logits, double roof,
+                          double plain_step)
+{
+    static eng_sampler *smp[MAX_BATCH];
+    static eng_sample_out out[MAX_BATCH];
+    double step[4];
+    for (int k = 0; k < 4; k++) {
+        eng_sampling_params p;
+        eng_sampling_params_default(&p);
+        p.temperature = sample_runs[k].greedy ? 0.0f : 0.8f;
+        p.top_p = sample_runs[k].greedy ? 1.0f : 0.9f;
+        int made = 0;
+        for (int i = 0; i < batch; i++) {
+            p.seed = (uint64_t)i;
+            made += eng_sampler_create(&p, c->vocab_size, &smp[i]) == BI_OK;
+        }
+        step[k] = made == batch
+                      ? time_decode(f, c, batch, seqs, tok, sample_runs[k].mode, smp, logits, out)
+                      : -1.0;
+        for (int i = 0; i < made; i++)
+            eng_sampler_destroy(smp[i]);
+        if (step[k] < 0)
+            return 1;
+        add_result(preset, sample_runs[k].kind, batch, batch / step[k], roof);
+    }
+    printf("  %-16s step %.3f ms: logits to the host %.3f, + CPU sampler %.3f (greedy) %.3f "
+           "(top-p); device sampling %.3f (greedy) %.3f (top-p)\n",
+           preset, plain_step * 1e3, plain_step * 1e3, step[0] * 1e3, step[1] * 1e3, step[2] * 1e3,
+           step[3] * 1e3);
+    return 0;
+}
 
 /* Prefills batch prompts (chunks of at most PREFILL tokens), then times NEW
  * decode steps. */
@@ -195,7 +283,9 @@ static int bench_decode(eng_forward *f, const eng_model_config *c, int batch, do
     double bytes = sh->w_bytes +
                    batch * ((PROMPT + NEW / 2 + 1) * sh->kv_tok_bytes + (double)c->vocab_size * 4);
     add_result(preset, kind, batch, batch / step, batch / (bytes / bw));
-    return 0;
+    if (strcmp(kind, "decode") != 0)
+        return 0; /* the sampling cases run once, with the default kernels */
+    return bench_sampling(f, c, batch, seqs, tok, preset, logits, batch / (bytes / bw), step);
 }
 
 static int bench_prefill(eng_forward *f, const eng_model_config *c, double bw, double rate,
@@ -483,6 +573,8 @@ int main(int argc, char **argv)
         printf("%-16s %-12s %6d %12.0f %12.0f %6.1f%%\n", results[i].preset, results[i].kind,
                results[i].batch, results[i].tok_s, results[i].roof_tok_s,
                100.0 * results[i].tok_s / results[i].roof_tok_s);
+    printf("(host:g/p = logits to the host + the CPU sampler, dev:g/p = sampling on the device, "
+           "ids only; g greedy, p T 0.8 top-p 0.9)\n");
     write_json(bw, rate, device);
     return rc;
 }

@@ -22,7 +22,8 @@ typedef struct gpu_gen {
     pthread_cond_t done_cv;
     bool done;
     int32_t tokens[GPU_GEN_MAX];
-    float margin[GPU_GEN_MAX]; /* top-2 logprob gap before each token (when reported) */
+    float margin[GPU_GEN_MAX];  /* top-2 logprob gap before each token (when reported) */
+    float logprob[GPU_GEN_MAX]; /* the chosen token's logprob (when reported) */
     int n_tokens;
     eng_finish finish;
     bi_status status;
@@ -41,6 +42,7 @@ static void gpu_gen_on_event(void *user, const eng_event *ev)
             const eng_logprobs *lp = ev->logprobs;
             g->margin[g->n_tokens] =
                 lp && lp->n_top >= 2 ? lp->top[0].logprob - lp->top[1].logprob : 1e30f;
+            g->logprob[g->n_tokens] = lp ? lp->chosen.logprob : 0.0f;
             g->tokens[g->n_tokens++] = ev->token;
         }
     } else {
@@ -55,12 +57,13 @@ static void gpu_gen_on_event(void *user, const eng_event *ev)
     pthread_mutex_unlock(&g->lock);
 }
 
-/* Greedy generation of up to max_tokens (past end-of-generation tokens) over
- * parts with the given reuse mode; fills *g. Returns eng_generate's status
- * (with its message in g->message) or, when it was queued, the final
- * event's status. */
-static inline bi_status gpu_generate(eng_engine *e, const eng_part *parts, size_t n_parts,
-                                     eng_reuse_mode reuse, int max_tokens, gpu_gen *g)
+/* Starts a generation of up to max_tokens (past end-of-generation tokens)
+ * over parts with the given reuse mode and sampling parameters, into *g.
+ * Returns eng_generate's status (its message in g->message); on BI_OK wait
+ * for it with gpu_gen_wait. */
+static inline bi_status gpu_gen_start(eng_engine *e, const eng_part *parts, size_t n_parts,
+                                      eng_reuse_mode reuse, int max_tokens,
+                                      const eng_sampling_params *sp, gpu_gen *g)
 {
     memset(g, 0, sizeof *g);
     pthread_mutex_init(&g->lock, NULL);
@@ -68,25 +71,44 @@ static inline bi_status gpu_generate(eng_engine *e, const eng_part *parts, size_
     eng_gen_params p = {0};
     p.parts = parts;
     p.n_parts = n_parts;
-    eng_sampling_params_default(&p.sampling);
-    p.sampling.temperature = 0;
-    p.sampling.n_logprobs = 2;
+    p.sampling = *sp;
     p.max_tokens = max_tokens;
     p.ignore_eos = true;
     p.no_generation_prompt = true;
     p.reuse = reuse;
     uint64_t id;
     bi_status st = eng_generate(e, &p, gpu_gen_on_event, g, &id, g->message, sizeof g->message);
-    if (st == BI_OK) {
-        pthread_mutex_lock(&g->lock);
-        while (!g->done)
-            pthread_cond_wait(&g->done_cv, &g->lock);
-        pthread_mutex_unlock(&g->lock);
-        st = g->status;
+    if (st != BI_OK) {
+        pthread_cond_destroy(&g->done_cv);
+        pthread_mutex_destroy(&g->lock);
     }
+    return st;
+}
+
+/* Waits for a generation gpu_gen_start started; its final status. */
+static inline bi_status gpu_gen_wait(gpu_gen *g)
+{
+    pthread_mutex_lock(&g->lock);
+    while (!g->done)
+        pthread_cond_wait(&g->done_cv, &g->lock);
+    pthread_mutex_unlock(&g->lock);
     pthread_cond_destroy(&g->done_cv);
     pthread_mutex_destroy(&g->lock);
-    return st;
+    return g->status;
+}
+
+/* Greedy generation (2 logprobs) of up to max_tokens, waited for. Returns
+ * eng_generate's status (with its message in g->message) or, when it was
+ * queued, the final event's status. */
+static inline bi_status gpu_generate(eng_engine *e, const eng_part *parts, size_t n_parts,
+                                     eng_reuse_mode reuse, int max_tokens, gpu_gen *g)
+{
+    eng_sampling_params sp;
+    eng_sampling_params_default(&sp);
+    sp.temperature = 0;
+    sp.n_logprobs = 2;
+    bi_status st = gpu_gen_start(e, parts, n_parts, reuse, max_tokens, &sp, g);
+    return st == BI_OK ? gpu_gen_wait(g) : st;
 }
 
 /* Registers token ids as a chunk (system role, namespace ""); with

@@ -292,6 +292,136 @@ static void test_sampler_min_p(void **state)
     check_distribution(&p, logits, 4, one, 2000);
 }
 
+/* ---- the candidate set (what a device sampler is checked against) ------- */
+
+static const float *cmp_logits;
+static int cmp_by_logit_desc(const void *a, const void *b)
+{
+    int i = *(const int *)a, j = *(const int *)b;
+    float x = cmp_logits[i], y = cmp_logits[j];
+    return x != y ? (x < y) - (x > y) : (i > j) - (i < j);
+}
+
+/* Candidates of params p over logits (vocab V) into keep; returns how many. */
+static int candidates(const eng_sampling_params *p, const float *logits, int V, uint8_t *keep,
+                      float *work)
+{
+    eng_sampler *s = make(p, V);
+    memcpy(work, logits, sizeof(float) * (size_t)V);
+    assert_int_equal(eng_sampler_candidates(s, work, keep), BI_OK);
+    eng_sampler_destroy(s);
+    int n = 0;
+    for (int i = 0; i < V; i++)
+        n += keep[i];
+    return n;
+}
+
+/* Greedy keeps the argmax, no filter keeps all, top-k the k best, top-p the
+ * shortest best-first prefix reaching the mass, min-p the tokens at or above
+ * min_p times the best's probability (reference: a full sort in double). */
+static void test_sampler_candidates_sets(void **state)
+{
+    (void)state;
+    enum { V = 3000 };
+    static float logits[V], work[V];
+    static uint8_t keep[V];
+    static int order[V];
+    random_logits(logits, V, 2.0);
+    for (int i = 0; i < V; i++)
+        order[i] = i;
+    cmp_logits = logits;
+    qsort(order, V, sizeof(int), cmp_by_logit_desc);
+    double z = 0.0;
+    for (int i = 0; i < V; i++)
+        z += exp((double)logits[i] - logits[order[0]]);
+
+    eng_sampling_params p = params_temp(0.0f, 1);
+    assert_int_equal(candidates(&p, logits, V, keep, work), 1);
+    assert_int_equal(keep[order[0]], 1);
+    p = params_temp(1.0f, 1);
+    assert_int_equal(candidates(&p, logits, V, keep, work), V);
+    p.top_k = 37;
+    assert_int_equal(candidates(&p, logits, V, keep, work), 37);
+    for (int i = 0; i < 37; i++)
+        assert_int_equal(keep[order[i]], 1);
+    p = params_temp(1.0f, 1);
+    p.top_p = 0.6f;
+    int want = 0;
+    for (double acc = 0.0; acc < 0.6 * z; want++)
+        acc += exp((double)logits[order[want]] - logits[order[0]]);
+    assert_int_equal(candidates(&p, logits, V, keep, work), want);
+    for (int i = 0; i < want; i++)
+        assert_int_equal(keep[order[i]], 1);
+    p = params_temp(1.0f, 1);
+    p.min_p = 0.05f;
+    int n = candidates(&p, logits, V, keep, work);
+    for (int i = 0; i < V; i++)
+        assert_int_equal(keep[order[i]], exp((double)logits[order[i]] - logits[order[0]]) >= 0.05);
+    assert_true(n > 1 && n < V);
+}
+
+/* Every draw lies in the candidate set, and asking for the set draws no
+ * random number (the seeded sequence is unchanged). */
+static void test_sampler_candidates_hold_draws(void **state)
+{
+    (void)state;
+    enum { V = 2000 };
+    static float logits[V], work[V];
+    static uint8_t keep[V];
+    random_logits(logits, V, 1.5);
+    eng_sampling_params p = params_temp(0.9f, 99);
+    p.top_k = 200;
+    p.top_p = 0.8f;
+    p.min_p = 0.02f;
+    int n = candidates(&p, logits, V, keep, work);
+    assert_true(n > 1 && n < 200);
+    eng_sampler *a = make(&p, V), *b = make(&p, V);
+    static uint8_t scratch[V];
+    for (int i = 0; i < 500; i++) {
+        int32_t ta, tb;
+        memcpy(work, logits, sizeof(logits));
+        assert_int_equal(eng_sampler_sample(a, work, &ta, NULL), BI_OK);
+        assert_int_equal(keep[ta], 1);
+        memcpy(work, logits, sizeof(logits));
+        assert_int_equal(eng_sampler_candidates(b, work, scratch), BI_OK);
+        memcpy(work, logits, sizeof(logits));
+        assert_int_equal(eng_sampler_sample(b, work, &tb, NULL), BI_OK);
+        assert_int_equal(ta, tb);
+    }
+    eng_sampler_destroy(a);
+    eng_sampler_destroy(b);
+}
+
+/* The history a device sampler uploads: distinct ids in order of first
+ * appearance, generated counts (0 for prompt-only ids), tokens generated. */
+static void test_sampler_history_for_device(void **state)
+{
+    (void)state;
+    eng_sampling_params p = params_temp(0.7f, 42);
+    p.top_k = 9;
+    eng_sampler *s = make(&p, 100);
+    const int32_t prompt[] = {5, 7, 5};
+    assert_int_equal(eng_sampler_add_prompt(s, prompt, 3), BI_OK);
+    assert_int_equal(eng_sampler_generated(s), 0);
+    assert_int_equal(eng_sampler_accept(s, 7), BI_OK);
+    assert_int_equal(eng_sampler_accept(s, 9), BI_OK);
+    assert_int_equal(eng_sampler_accept(s, 9), BI_OK);
+    const int32_t *ids;
+    assert_int_equal(eng_sampler_history(s, &ids), 3);
+    assert_int_equal(ids[0], 5);
+    assert_int_equal(ids[1], 7);
+    assert_int_equal(ids[2], 9);
+    assert_int_equal(eng_sampler_count(s, 5), 0);
+    assert_int_equal(eng_sampler_count(s, 7), 1);
+    assert_int_equal(eng_sampler_count(s, 9), 2);
+    assert_int_equal(eng_sampler_count(s, -1), 0);
+    assert_int_equal(eng_sampler_count(s, 100), 0);
+    assert_int_equal(eng_sampler_generated(s), 3);
+    assert_int_equal(eng_sampler_params(s)->top_k, 9);
+    assert_int_equal(eng_sampler_params(s)->seed, 42);
+    eng_sampler_destroy(s);
+}
+
 /* ---- penalties ---------------------------------------------------------- */
 
 /* Greedy leaves the penalised logits in the buffer, so they can be read
@@ -658,6 +788,9 @@ int main(void)
         cmocka_unit_test(test_sampler_top_p),
         cmocka_unit_test(test_sampler_top_p_large_vocab),
         cmocka_unit_test(test_sampler_min_p),
+        cmocka_unit_test(test_sampler_candidates_sets),
+        cmocka_unit_test(test_sampler_candidates_hold_draws),
+        cmocka_unit_test(test_sampler_history_for_device),
         cmocka_unit_test(test_sampler_repetition_penalty),
         cmocka_unit_test(test_sampler_presence_frequency_penalty),
         cmocka_unit_test(test_sampler_penalties_combined),
