@@ -25,7 +25,7 @@
  * rate cuBLAS reaches here on 8192^3. Shared chunk: 64 requests over one
  * 4096-token chunk (plus 32 tokens each) decode 128 tokens, cascade on and
  * off; roofline = the weights, the chunk's KV once, the tails and logits per
- * step. Nothing is asserted.
+ * step (greedy, sampled on the device). Nothing is asserted.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,17 +180,18 @@ static const struct {
     {"dev:p", STEP_DEVICE_SAMPLE, false},
 };
 
-/* Median time of NEW decode steps of batch sequences at positions PROMPT..
- * (the KV written there before is overwritten; only the time matters).
- * smp: one sampler per sequence for the sampling modes; out: device results. */
+/* Median time of NEW decode steps of batch sequences whose tails hold tail0
+ * tokens before the first (the KV written there before is overwritten; only
+ * the time matters). smp: one sampler per sequence for the sampling modes;
+ * out: device results. */
 static double time_decode(eng_forward *f, const eng_model_config *c, int batch, eng_fwd_seq *seqs,
-                          int32_t *tok, step_mode mode, eng_sampler **smp, float *logits,
-                          eng_sample_out *out)
+                          int32_t *tok, int32_t tail0, step_mode mode, eng_sampler **smp,
+                          float *logits, eng_sample_out *out)
 {
     double t[NEW];
     for (int s = 0; s < NEW; s++) {
         for (int i = 0; i < batch; i++) {
-            seqs[i].tail_len = PROMPT + s;
+            seqs[i].tail_len = tail0 + s;
             seqs[i].n_new = 1;
             tok[i] = rand() % c->vocab_size;
         }
@@ -231,9 +232,9 @@ static int bench_sampling(eng_forward *f, const eng_model_config *c, int batch, 
             p.seed = (uint64_t)i;
             made += eng_sampler_create(&p, c->vocab_size, &smp[i]) == BI_OK;
         }
-        step[k] = made == batch
-                      ? time_decode(f, c, batch, seqs, tok, sample_runs[k].mode, smp, logits, out)
-                      : -1.0;
+        step[k] = made == batch ? time_decode(f, c, batch, seqs, tok, PROMPT, sample_runs[k].mode,
+                                              smp, logits, out)
+                                : -1.0;
         for (int i = 0; i < made; i++)
             eng_sampler_destroy(smp[i]);
         if (step[k] < 0)
@@ -266,20 +267,9 @@ static int bench_decode(eng_forward *f, const eng_model_config *c, int batch, do
         if (eng_forward_run(f, &b, logits) != BI_OK)
             return 1;
     }
-    double t[NEW];
-    for (int s = 0; s < NEW; s++) {
-        for (int i = 0; i < batch; i++) {
-            seqs[i].tail_len = PROMPT + s;
-            seqs[i].n_new = 1;
-            tok[i] = rand() % c->vocab_size;
-        }
-        eng_fwd_batch b = {tok, batch, seqs, batch};
-        double t0 = bench_now_s();
-        if (eng_forward_run(f, &b, logits) != BI_OK)
-            return 1;
-        t[s] = bench_now_s() - t0;
-    }
-    double step = bench_median(t, NEW);
+    double step = time_decode(f, c, batch, seqs, tok, PROMPT, STEP_LOGITS, NULL, logits, NULL);
+    if (step < 0)
+        return 1;
     double bytes = sh->w_bytes +
                    batch * ((PROMPT + NEW / 2 + 1) * sh->kv_tok_bytes + (double)c->vocab_size * 4);
     add_result(preset, kind, batch, batch / step, batch / (bytes / bw));
@@ -360,20 +350,23 @@ static int shared_run(const eng_model *m, bool cascade, double *step_s, eng_attn
     eng_fwd_batch q = {tok, SHARED_REQ * SHARED_QUERY, seqs, SHARED_REQ};
     if (eng_forward_run(f, &q, logits) != BI_OK)
         goto out;
-    double t[NEW];
-    for (int s = 0; s < NEW; s++) {
-        for (int i = 0; i < SHARED_REQ; i++) {
-            seqs[i].tail_len = SHARED_QUERY + s;
-            seqs[i].n_new = 1;
-            tok[i] = rand() % c->vocab_size;
-        }
-        eng_fwd_batch bt = {tok, SHARED_REQ, seqs, SHARED_REQ};
-        double t0 = bench_now_s();
-        if (eng_forward_run(f, &bt, logits) != BI_OK)
-            goto out;
-        t[s] = bench_now_s() - t0;
-    }
-    *step_s = bench_median(t, NEW);
+    /* greedy, sampled on the device where the backend can (ids only back) */
+    static eng_sampler *smp[SHARED_REQ];
+    static eng_sample_out out_ids[SHARED_REQ];
+    eng_sampling_params sp;
+    eng_sampling_params_default(&sp);
+    sp.temperature = 0.0f;
+    int made = 0;
+    while (made < SHARED_REQ && eng_sampler_create(&sp, c->vocab_size, &smp[made]) == BI_OK)
+        made++;
+    const step_mode mode = eng_forward_can_sample(f) ? STEP_DEVICE_SAMPLE : STEP_HOST_SAMPLE;
+    *step_s = made == SHARED_REQ ? time_decode(f, c, SHARED_REQ, seqs, tok, SHARED_QUERY, mode, smp,
+                                               logits, out_ids)
+                                 : -1.0;
+    for (int i = 0; i < made; i++)
+        eng_sampler_destroy(smp[i]);
+    if (*step_s < 0)
+        goto out;
     *split = (eng_attn_split){0};
     if (b->ops->attn_split)
         b->ops->attn_split(b, split);
