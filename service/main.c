@@ -68,6 +68,7 @@ static bi_status engine_start(const svc_config *cfg, eng_engine **out)
         .max_ctx = cfg->max_ctx,
         .chat_format = cfg->chat_format,
         .backend = cfg->backend ? cfg->backend : "auto",
+        .dtype = cfg->dtype,
         .kv_memory_fraction = cfg->kv_memory_fraction >= 0
                                   ? (float)cfg->kv_memory_fraction
                                   : eng_kv_memory_fraction_default(

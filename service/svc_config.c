@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend.h"
+
 #define DEFAULT_LISTEN "tcp://127.0.0.1:7543"
 
 enum opt_kind { OPT_URL, OPT_LEVEL, OPT_INT, OPT_SIZE, OPT_REAL, OPT_STR, OPT_FLAG };
@@ -37,6 +39,10 @@ static const struct opt opts[] = {
     {"--backend", "BRAID_BACKEND", OPT_STR, F(backend), "NAME", 0, 0,
      "auto (the GPU when the build has CUDA and a device is usable, else the CPU), cpu or "
      "cuda. Default auto"},
+    {"--dtype", "BRAID_DTYPE", OPT_STR, F(dtype), "TYPE", 0, 0,
+     "GPU storage of weights, activations and KV cache: auto (fp16 for F16 model files, else "
+     "bf16), bf16 or fp16; math is fp32. fp16 refuses weights beyond 65504 (auto falls back "
+     "to bf16). Default auto"},
     {"--threads", "BRAID_THREADS", OPT_INT, F(threads), "N", 0, 1024,
      "CPU threads for the engine; 0 = all cores. Default 0"},
     {"--kv-tokens", "BRAID_KV_TOKENS", OPT_INT, F(kv_tokens), "N", 0, 1 << 24,
@@ -245,6 +251,11 @@ bi_status svc_config_parse(svc_config *cfg, int argc, char **argv, char *err, si
     }
     if (cfg->n_listen == 0)
         cfg->listen[cfg->n_listen++] = DEFAULT_LISTEN;
+    eng_store_dtype dt;
+    if (eng_store_dtype_parse(cfg->dtype, &dt) != BI_OK) {
+        snprintf(err, err_size, "--dtype: invalid value '%s' (auto, bf16 or fp16)", cfg->dtype);
+        return BI_INVALID_ARGUMENT;
+    }
     if (cfg->model_path && cfg->dummy_preset) {
         snprintf(err, err_size, "give --model or --dummy, not both");
         return BI_INVALID_ARGUMENT;

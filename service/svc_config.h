@@ -32,6 +32,7 @@ typedef struct svc_config {
     int max_ctx;
     const char *chat_format; /* NULL = detected from the model */
     const char *backend;     /* "auto" (NULL), "cpu" or "cuda" */
+    const char *dtype;       /* "auto" (NULL), "bf16" or "fp16": checked when parsed */
 
     /* service limits */
     int max_calls;        /* concurrent in-flight calls (nng contexts) */

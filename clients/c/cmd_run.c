@@ -14,12 +14,13 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "core/backend.h"
 #include "core/engine.h"
 
 #define MAX_FILES 64
 
 typedef struct run_opts {
-    const char *model, *dummy, *system, *prompt, *chat_format, *backend;
+    const char *model, *dummy, *system, *prompt, *chat_format, *backend, *dtype;
     const char *context[MAX_FILES];
     int n_context;
     const char *stops[16];
@@ -56,6 +57,8 @@ static void run_usage(FILE *f)
                "                        the weights (default 0.85 unless --kv-tokens; 0 = off)\n"
                "  --chat-format NAME    override the detected chat template\n"
                "  --backend NAME        auto (default: GPU if usable), cpu or cuda\n"
+               "  --dtype TYPE          GPU weights/activations/KV: auto (default: fp16 for F16\n"
+               "                        model files, else bf16), bf16 or fp16\n"
                "  --quiet               no log lines, just the answer and the summary\n");
 }
 
@@ -109,6 +112,15 @@ static int run_parse(int argc, char **argv, run_opts *o)
         STR("--prompt", o->prompt)
         STR("--chat-format", o->chat_format)
         STR("--backend", o->backend)
+        if (strcmp(a, "--dtype") == 0) {
+            eng_store_dtype dt;
+            if (!v || eng_store_dtype_parse(v, &dt) != BI_OK) {
+                fprintf(stderr, "braid run: --dtype is auto, bf16 or fp16\n");
+                return 2;
+            }
+            o->dtype = argv[++i];
+            continue;
+        }
         NUM("--max-tokens", 1, 1e6, o->max_tokens)
         NUM("--temperature", 0, 100, o->sp.temperature)
         NUM("--top-k", 0, 1e7, o->sp.top_k)
@@ -332,6 +344,7 @@ int braid_cmd_run(int argc, char **argv)
                       .kv_tokens = o.kv_tokens,
                       .chat_format = o.chat_format,
                       .backend = o.backend ? o.backend : "auto",
+                      .dtype = o.dtype,
                       .kv_memory_fraction = o.kv_memory_fraction >= 0
                                                 ? (float)o.kv_memory_fraction
                                                 : eng_kv_memory_fraction_default(

@@ -10,8 +10,9 @@
  *
  * Activations come in two kinds (eng_act_kind): F32 buffers (the residual
  * stream, projection outputs, logits inputs) are fp32 on every backend; IN
- * buffers are what a matmul reads (fp32 on the CPU, bf16 on CUDA), so the ops
- * that feed a matmul (rmsnorm, attention, silu_mul) write IN buffers.
+ * buffers are what a matmul reads (fp32 on the CPU; on CUDA 16-bit, bf16 or
+ * fp16 as eng_store_dtype chose), so the ops that feed a matmul (rmsnorm,
+ * attention, silu_mul) write IN buffers.
  *
  * Weights are uploaded once (prepare) into an eng_weights table of opaque
  * handles; the forward pass refers to weights only through it.
@@ -59,8 +60,27 @@ typedef struct eng_rope {
 typedef struct eng_act eng_act;
 typedef enum eng_act_kind {
     ENG_ACT_F32 = 0, /* fp32 on every backend */
-    ENG_ACT_IN,      /* a matmul input: fp32 (CPU) or bf16 (CUDA) */
+    ENG_ACT_IN,      /* a matmul input: fp32 (CPU) or the 16-bit storage type (CUDA) */
 } eng_act_kind;
+
+/* The 16-bit type a device backend stores weight matrices, matmul inputs and
+ * the KV cache in (arithmetic and accumulation stay fp32). The CPU backend
+ * keeps fp32 and ignores it. */
+typedef enum eng_store_dtype {
+    ENG_STORE_AUTO = 0, /* fp16 when the model's matrices are stored as F16, else bf16 */
+    ENG_STORE_BF16,
+    ENG_STORE_FP16,
+} eng_store_dtype;
+
+/* "auto" (or NULL), "bf16" or "fp16" into *out; BI_INVALID_ARGUMENT for
+ * anything else (*out untouched). */
+bi_status eng_store_dtype_parse(const char *name, eng_store_dtype *out);
+/* "auto", "bf16" or "fp16" (static strings). */
+const char *eng_store_dtype_name(eng_store_dtype d);
+/* What `asked` means for model m: BF16 or FP16 as asked; AUTO becomes FP16
+ * when m->weight_dtype is ENG_DTYPE_F16 (safetensors F16, GGUF F16), else
+ * BF16 (fp32, bf16, quantized and mixed files: bf16 keeps fp32's range). */
+eng_store_dtype eng_store_dtype_resolve(eng_store_dtype asked, const struct eng_model *m);
 
 /* A weight tensor in the backend's memory; opaque to the forward pass.
  * Matrices are [out][in] as in model.h; norms and biases are vectors. */
@@ -97,10 +117,13 @@ typedef struct eng_backend_ops {
     void (*destroy)(eng_backend *b);
 
     /* --- memory --- */
-    /* Uploads m's weights (CUDA converts matrices to bf16) and binds kv, whose
-     * K/V the backend stores (host arrays for the CPU, one device allocation
-     * with the same page ids for CUDA). m and kv must outlive the returned
-     * table, which release() frees. max_tokens bounds tokens per step. */
+    /* Uploads m's weights (CUDA converts matrices to its 16-bit type, AUTO
+     * resolved against m; a weight beyond fp16's range is BI_OUT_OF_RANGE when
+     * fp16 was asked for, and falls back to bf16 with a warning under AUTO)
+     * and binds kv, whose K/V the backend stores (host arrays for the CPU, one
+     * device allocation with the same page ids for CUDA). m and kv must
+     * outlive the returned table, which release() frees. max_tokens bounds
+     * tokens per step. */
     bi_status (*prepare)(eng_backend *b, const struct eng_model *m, struct eng_kv_pool *kv,
                          int32_t max_tokens, eng_weights **out);
     void (*release)(eng_backend *b, eng_weights *w);
@@ -224,24 +247,29 @@ struct eng_backend {
     int32_t small_max, norm_qkv_max;
     /* The largest vocabulary the sample op handles (0 without one). */
     int32_t sample_max_vocab;
+    /* The 16-bit type in use once prepare() succeeded (BF16 or FP16 on CUDA);
+     * AUTO on a backend that keeps fp32 (the CPU). Read-only for callers. */
+    eng_store_dtype store;
 };
 
 /* The CPU backend (fp32, multithreaded over n_threads; <= 0 = all CPUs).
  * max_ctx bounds the length of one attention level (scratch size). */
 bi_status eng_backend_cpu_create(int n_threads, int32_t max_ctx, eng_backend **out);
 
-/* The CUDA backend on device `device`: bf16 weights and KV, fp32 residual
- * stream and accumulation, cuBLAS GEMMs, one stream. BI_UNSUPPORTED when the
- * build has no CUDA, BI_NO_DEVICE when the device does not exist. */
-bi_status eng_backend_cuda_create(int device, eng_backend **out);
+/* The CUDA backend on device `device`: 16-bit weights and KV (dtype: bf16,
+ * fp16, or auto to choose per model at prepare()), fp32 residual stream and
+ * accumulation, cuBLAS GEMMs, one stream. BI_UNSUPPORTED when the build has
+ * no CUDA, BI_NO_DEVICE when the device does not exist. */
+bi_status eng_backend_cuda_create(int device, eng_store_dtype dtype, eng_backend **out);
 /* True when the build has CUDA and a device is usable. */
 bool eng_backend_cuda_available(void);
 
 /* By name: "cpu" (or NULL), "cuda", or "auto" (cuda when eng_backend_cuda_available(),
  * else cpu). BI_UNSUPPORTED for "cuda" in a build without CUDA,
  * BI_INVALID_ARGUMENT for other names. n_threads and max_ctx go to the CPU
- * backend. */
-bi_status eng_backend_create(const char *name, int n_threads, int32_t max_ctx, eng_backend **out);
+ * backend, dtype to the CUDA one. */
+bi_status eng_backend_create(const char *name, int n_threads, int32_t max_ctx,
+                             eng_store_dtype dtype, eng_backend **out);
 
 /* Frees any backend; NULL is fine. */
 void eng_backend_destroy(eng_backend *b);

@@ -305,9 +305,10 @@ bi_status eng_backend_cpu_create(int n_threads, int32_t max_ctx, eng_backend **o
 }
 
 #ifndef BRAID_HAVE_CUDA
-bi_status eng_backend_cuda_create(int device, eng_backend **out)
+bi_status eng_backend_cuda_create(int device, eng_store_dtype dtype, eng_backend **out)
 {
     (void)device;
+    (void)dtype;
     *out = NULL;
     return BI_UNSUPPORTED;
 }
@@ -318,17 +319,46 @@ bool eng_backend_cuda_available(void)
 }
 #endif
 
-bi_status eng_backend_create(const char *name, int n_threads, int32_t max_ctx, eng_backend **out)
+bi_status eng_backend_create(const char *name, int n_threads, int32_t max_ctx,
+                             eng_store_dtype dtype, eng_backend **out)
 {
     *out = NULL;
     if (!name || !strcmp(name, "cpu"))
         return eng_backend_cpu_create(n_threads, max_ctx, out);
     if (!strcmp(name, "cuda"))
-        return eng_backend_cuda_create(0, out);
+        return eng_backend_cuda_create(0, dtype, out);
     if (!strcmp(name, "auto"))
-        return eng_backend_cuda_available() ? eng_backend_cuda_create(0, out)
+        return eng_backend_cuda_available() ? eng_backend_cuda_create(0, dtype, out)
                                             : eng_backend_cpu_create(n_threads, max_ctx, out);
     return BI_INVALID_ARGUMENT;
+}
+
+static const char *const STORE_NAMES[] = {"auto", "bf16", "fp16"};
+
+bi_status eng_store_dtype_parse(const char *name, eng_store_dtype *out)
+{
+    if (!name) {
+        *out = ENG_STORE_AUTO;
+        return BI_OK;
+    }
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(name, STORE_NAMES[i])) {
+            *out = (eng_store_dtype)i;
+            return BI_OK;
+        }
+    return BI_INVALID_ARGUMENT;
+}
+
+const char *eng_store_dtype_name(eng_store_dtype d)
+{
+    return d >= ENG_STORE_AUTO && d <= ENG_STORE_FP16 ? STORE_NAMES[d] : "?";
+}
+
+eng_store_dtype eng_store_dtype_resolve(eng_store_dtype asked, const eng_model *m)
+{
+    if (asked != ENG_STORE_AUTO)
+        return asked;
+    return m->weight_dtype == ENG_DTYPE_F16 ? ENG_STORE_FP16 : ENG_STORE_BF16;
 }
 
 void eng_backend_destroy(eng_backend *b)

@@ -1,10 +1,15 @@
 /*
- * backend_cuda.c - the CUDA backend: bf16 weights and paged KV in device
+ * backend_cuda.c - the CUDA backend: 16-bit weights and paged KV in device
  * memory, the fp32 residual stream, cuBLAS projections and the kernels of
  * kernels/cuda, all on one stream.
  *
- * prepare() uploads the weights once (matrices converted to bf16 on the
- * device through an fp32 staging buffer; norms and biases stay fp32) into one
+ * One 16-bit type serves the weight matrices, the matmul inputs and the KV
+ * cache: bf16 or fp16 (eng_store_dtype, AUTO resolved against the model at
+ * prepare()); every kernel is given it and computes in fp32.
+ *
+ * prepare() uploads the weights once (matrices converted to the 16-bit type on
+ * the device through an fp32 staging buffer, fp16 overflow counted per matrix;
+ * norms and biases stay fp32) into one
  * allocation and allocates K and V for the bound pool, with the pool's page
  * ids. begin() packs the step's plan (tokens, positions, tail slots, segment
  * tables, page lists) into one int32 buffer and uploads it with one copy;
@@ -61,7 +66,7 @@
 #define SPLIT_MAX        64
 #define BLAS_WORKSPACE   ((size_t)32 << 20)
 #define LOGIT_CHUNK      ((size_t)1 << 20) /* floats per pinned half-buffer (4 MiB) */
-#define MLP_BF16_ROWS    64 /* from this many rows the gate|up product is kept in bf16 */
+#define MLP_HALF_ROWS    64 /* from this many rows the gate|up product is kept in 16 bits */
 /* The attention split (plan_attention): a sequence's tokens become prefill
  * tiles of the tensor-core kernel from TC_MIN_ROWS query rows (tokens x
  * group); decodes go to it from TC_DECODE_MIN_GROUP query heads per kv head
@@ -114,11 +119,13 @@ typedef struct cuda_backend {
     int device;
     cudaStream_t stream;
     cublasHandle_t blas;
-    bi_status st; /* first failure of the current step */
+    bi_status st;          /* first failure of the current step */
+    eng_store_dtype asked; /* as created (AUTO: chosen per model) */
+    krn_dtype dt;          /* the 16-bit type in use, set by prepare */
     /* bound by prepare */
     const eng_model *m;
     eng_kv_pool *kv;
-    krn_bf16 *kv_k, *kv_v;
+    krn_half *kv_k, *kv_v;
     size_t kv_layer_elems;
     float *inv_freq;
     void *wmem; /* every weight tensor */
@@ -209,6 +216,9 @@ typedef struct upload {
     char *base;
     size_t off;
     float *stage;
+    unsigned *overflow;  /* device counter of values fp16 cannot hold; NULL for bf16 */
+    unsigned overflowed; /* how many the first matrix that overflowed had (0: none) */
+    char what[48];       /* that matrix */
 } upload;
 
 static size_t align256(size_t n)
@@ -231,23 +241,42 @@ static const eng_wt *up_vec(upload *u, const float *src, size_t n)
     return (const eng_wt *)dst;
 }
 
-/* A matrix, converted to bf16 on the device chunk by chunk. */
-static const eng_wt *up_mat(upload *u, const float *src, size_t n)
+/* A matrix (what, of layer, or of the model when layer < 0), converted to the
+ * 16-bit type on the device chunk by chunk. In fp16 the overflow counter is
+ * read after each matrix, so the first one fp16 cannot hold is named; once
+ * one overflowed the rest is skipped (the upload is refused or redone). */
+static const eng_wt *up_mat(upload *u, const float *src, size_t n, const char *what, int layer)
 {
     if (!src)
         return NULL;
-    krn_bf16 *dst = (krn_bf16 *)(u->base + u->off);
-    u->off += align256(n * sizeof(krn_bf16));
-    if (!u->base)
+    cuda_backend *cb = u->cb;
+    krn_half *dst = (krn_half *)(u->base + u->off);
+    u->off += align256(n * sizeof(krn_half));
+    if (!u->base || u->overflowed)
         return NULL;
-    for (size_t i = 0; i < n && u->cb->st == BI_OK; i += STAGE_ELEMS) {
+    for (size_t i = 0; i < n && cb->st == BI_OK; i += STAGE_ELEMS) {
         size_t c = n - i < STAGE_ELEMS ? n - i : STAGE_ELEMS;
-        note_cuda(u->cb,
+        note_cuda(cb,
                   cudaMemcpyAsync(u->stage, src + i, c * sizeof(float), cudaMemcpyHostToDevice,
-                                  u->cb->stream),
+                                  cb->stream),
                   "weight upload");
-        if (u->cb->st == BI_OK)
-            note(u->cb, krn_f32_to_bf16(dst + i, u->stage, c, u->cb->stream), "bf16 conversion");
+        if (cb->st == BI_OK)
+            note(cb, krn_f32_to_half(dst + i, u->stage, c, u->overflow, cb->dt, cb->stream),
+                 "weight conversion");
+    }
+    if (u->overflow && cb->st == BI_OK) {
+        unsigned k = 0;
+        note_cuda(cb,
+                  cudaMemcpyAsync(&k, u->overflow, sizeof k, cudaMemcpyDeviceToHost, cb->stream),
+                  "overflow check");
+        note_cuda(cb, cudaStreamSynchronize(cb->stream), "overflow check");
+        if (cb->st == BI_OK && k > 0) {
+            u->overflowed = k;
+            if (layer >= 0)
+                snprintf(u->what, sizeof u->what, "layer %d %s", layer, what);
+            else
+                snprintf(u->what, sizeof u->what, "%s", what);
+        }
     }
     return (const eng_wt *)dst;
 }
@@ -257,27 +286,28 @@ static void walk_weights(upload *u, const eng_model *m, eng_weights *w)
     const eng_model_config *c = &m->cfg;
     const size_t d = (size_t)c->d_model, hd = (size_t)c->head_dim, ff = (size_t)c->d_ff;
     const size_t qd = (size_t)c->n_head * hd, kvd = (size_t)c->n_kv_head * hd;
-    w->tok_embd = up_mat(u, m->tok_embd, (size_t)c->vocab_size * d);
+    w->tok_embd = up_mat(u, m->tok_embd, (size_t)c->vocab_size * d, "token embedding", -1);
     w->out_norm = up_vec(u, m->out_norm, d);
-    w->lm_head =
-        m->lm_head == m->tok_embd ? w->tok_embd : up_mat(u, m->lm_head, (size_t)c->vocab_size * d);
+    w->lm_head = m->lm_head == m->tok_embd
+                     ? w->tok_embd
+                     : up_mat(u, m->lm_head, (size_t)c->vocab_size * d, "lm_head", -1);
     for (int l = 0; l < c->n_layer; l++) {
         const eng_layer_weights *s = &m->layers[l];
         eng_wlayer *o = &w->layers[l];
         o->attn_norm = up_vec(u, s->attn_norm, d);
-        o->wq = up_mat(u, s->wq, qd * d);
-        o->wk = up_mat(u, s->wk, kvd * d);
-        o->wv = up_mat(u, s->wv, kvd * d);
+        o->wq = up_mat(u, s->wq, qd * d, "wq", l);
+        o->wk = up_mat(u, s->wk, kvd * d, "wk", l);
+        o->wv = up_mat(u, s->wv, kvd * d, "wv", l);
         o->bq = up_vec(u, s->bq, qd);
         o->bk = up_vec(u, s->bk, kvd);
         o->bv = up_vec(u, s->bv, kvd);
         o->q_norm = up_vec(u, s->q_norm, hd);
         o->k_norm = up_vec(u, s->k_norm, hd);
-        o->wo = up_mat(u, s->wo, d * qd);
+        o->wo = up_mat(u, s->wo, d * qd, "wo", l);
         o->ffn_norm = up_vec(u, s->ffn_norm, d);
-        o->w_gate = up_mat(u, s->w_gate, ff * d);
-        o->w_up = up_mat(u, s->w_up, ff * d);
-        o->w_down = up_mat(u, s->w_down, d * ff);
+        o->w_gate = up_mat(u, s->w_gate, ff * d, "w_gate", l);
+        o->w_up = up_mat(u, s->w_up, ff * d, "w_up", l);
+        o->w_down = up_mat(u, s->w_down, d * ff, "w_down", l);
     }
 }
 
@@ -359,23 +389,34 @@ static void cuda_release(eng_backend *b, eng_weights *w)
     cb->inv_freq = NULL;
     cb->m = NULL;
     cb->kv = NULL;
+    b->store = ENG_STORE_AUTO;
     if (w)
         bi_free(w->layers);
     bi_free(w);
 }
 
+/* Uploads the weights in cb->dt (dropping an earlier attempt's).
+ * BI_OUT_OF_RANGE when fp16 cannot hold a matrix (logged: as a warning under
+ * AUTO, which the caller redoes in bf16; as an error when fp16 was asked for). */
 static bi_status upload_weights(cuda_backend *cb, const eng_model *m, eng_weights *w)
 {
-    upload u = {cb, NULL, 0, NULL};
+    upload u = {.cb = cb};
+    const char *dn = cb->dt == KRN_F16 ? "fp16" : "bf16";
+    cudaFree(cb->wmem);
+    cb->wmem = NULL;
     walk_weights(&u, m, w);
     size_t bytes = u.off;
     cudaError_t e = cudaMalloc(&cb->wmem, bytes);
     if (e == cudaSuccess)
         e = cudaMalloc((void **)&u.stage, STAGE_ELEMS * sizeof(float));
+    if (e == cudaSuccess && cb->dt == KRN_F16 &&
+        (e = cudaMalloc((void **)&u.overflow, sizeof *u.overflow)) == cudaSuccess)
+        e = cudaMemsetAsync(u.overflow, 0, sizeof *u.overflow, cb->stream);
     if (e != cudaSuccess) {
         BI_LOGE(NULL, "cannot allocate %.2f GiB of weights on the device: %s", bytes / 1073741824.0,
                 cudaGetErrorString(e));
         cudaFree(u.stage);
+        cudaFree(u.overflow);
         return cuda_status(e);
     }
     u.base = cb->wmem;
@@ -384,7 +425,28 @@ static bi_status upload_weights(cuda_backend *cb, const eng_model *m, eng_weight
     walk_weights(&u, m, w);
     note_cuda(cb, cudaStreamSynchronize(cb->stream), "weight upload");
     cudaFree(u.stage);
-    BI_LOGI(NULL, "weights on the device: %.1f MiB (bf16 matrices)", bytes / 1048576.0);
+    cudaFree(u.overflow);
+    if (cb->st == BI_OK && u.overflowed) {
+        if (cb->asked == ENG_STORE_AUTO)
+            BI_LOGW(NULL,
+                    "dtype auto chose fp16 (F16 weights), but %u value%s of %s exceed%s the fp16 "
+                    "range (65504): using bf16",
+                    u.overflowed, u.overflowed == 1 ? "" : "s", u.what,
+                    u.overflowed == 1 ? "s" : "");
+        else
+            BI_LOGE(NULL,
+                    "dtype fp16: %u value%s of %s exceed%s the fp16 range (65504); load with dtype "
+                    "bf16 or auto",
+                    u.overflowed, u.overflowed == 1 ? "" : "s", u.what,
+                    u.overflowed == 1 ? "s" : "");
+        return BI_OUT_OF_RANGE;
+    }
+    if (cb->st == BI_OK)
+        BI_LOGI(NULL,
+                "weights on the device: %.1f MiB; matrices, matmul inputs and KV in %s (dtype %s, "
+                "model matrices %s)",
+                bytes / 1048576.0, dn, eng_store_dtype_name(cb->asked),
+                m->weight_dtype == ENG_DTYPE_INVALID ? "mixed" : eng_dtype_name(m->weight_dtype));
     return cb->st;
 }
 
@@ -392,7 +454,7 @@ static bi_status alloc_kv(cuda_backend *cb, const eng_kv_pool *kv)
 {
     size_t per_layer = (size_t)kv->n_pages * kv->n_kv_head * kv->page_size * kv->head_dim, total;
     if (!bi_size_mul(per_layer, (size_t)kv->n_layer, &total) ||
-        !bi_size_mul(total, sizeof(krn_bf16), &total))
+        !bi_size_mul(total, sizeof(krn_half), &total))
         return BI_NOMEM;
     cudaError_t e = cudaMalloc((void **)&cb->kv_k, total);
     if (e == cudaSuccess)
@@ -491,8 +553,13 @@ static bi_status cuda_prepare(eng_backend *b, const eng_model *m, eng_kv_pool *k
                 cuda_status(cudaMemcpy(cb->inv_freq, rope.inv_freq, bytes, cudaMemcpyHostToDevice));
         eng_rope_fini(&rope);
     }
+    cb->dt = eng_store_dtype_resolve(cb->asked, m) == ENG_STORE_FP16 ? KRN_F16 : KRN_BF16;
     if (st == BI_OK)
         st = upload_weights(cb, m, w);
+    if (st == BI_OUT_OF_RANGE && cb->asked == ENG_STORE_AUTO) {
+        cb->dt = KRN_BF16;
+        st = upload_weights(cb, m, w);
+    }
     if (st == BI_OK)
         st = alloc_kv(cb, kv);
     if (st == BI_OK)
@@ -505,6 +572,7 @@ static bi_status cuda_prepare(eng_backend *b, const eng_model *m, eng_kv_pool *k
         cuda_release(b, w);
         return st;
     }
+    b->store = cb->dt == KRN_F16 ? ENG_STORE_FP16 : ENG_STORE_BF16;
     *out = w;
     return BI_OK;
 }
@@ -513,7 +581,7 @@ static bi_status cuda_act_alloc(eng_backend *b, eng_act_kind kind, size_t n, eng
 {
     size_t bytes;
     *out = NULL;
-    if (!bi_size_mul(n ? n : 1, kind == ENG_ACT_F32 ? sizeof(float) : sizeof(krn_bf16), &bytes))
+    if (!bi_size_mul(n ? n : 1, kind == ENG_ACT_F32 ? sizeof(float) : sizeof(krn_half), &bytes))
         return BI_NOMEM;
     if (cudaSetDevice(cuda_of(b)->device) != cudaSuccess)
         return BI_DEVICE;
@@ -967,8 +1035,11 @@ static bi_status cuda_begin(eng_backend *b, const eng_plan *plan)
 static krn_kv_layer kv_layer(const cuda_backend *cb, int layer)
 {
     return (krn_kv_layer){cb->kv_k + (size_t)layer * cb->kv_layer_elems,
-                          cb->kv_v + (size_t)layer * cb->kv_layer_elems, cb->kv->n_kv_head,
-                          cb->kv->head_dim, cb->kv->page_size};
+                          cb->kv_v + (size_t)layer * cb->kv_layer_elems,
+                          cb->kv->n_kv_head,
+                          cb->kv->head_dim,
+                          cb->kv->page_size,
+                          cb->dt};
 }
 
 /* ---- ops: recorded here, run by finish() ---- */
@@ -977,9 +1048,9 @@ static float *F(const void *a)
 {
     return (float *)a;
 }
-static krn_bf16 *H(const void *a)
+static krn_half *H(const void *a)
 {
-    return (krn_bf16 *)a;
+    return (krn_half *)a;
 }
 
 /* A zeroed record appended to the step's log; NULL (and the step failed)
@@ -1168,23 +1239,24 @@ static void cuda_logits(eng_backend *b, float *logits, const eng_act *h, const e
 
 /* y = x . w^T (fp32 out) for M rows: krn_gemv for small steps, else (or
  * where it declines the shape) cuBLAS. With add, y += that. */
-static void proj(cuda_backend *cb, float *y, const krn_bf16 *x, const krn_bf16 *w,
+static void proj(cuda_backend *cb, float *y, const krn_half *x, const krn_half *w,
                  const float *bias, bool add, int64_t M, int64_t N, int64_t K)
 {
     if (M <= cb->gemv_max_m && krn_gemv_supported((int)M, (int)K)) {
-        bi_status st = krn_gemv(&cb->gemv, y, x, w, bias, add, (int)M, (int)N, (int)K, cb->stream);
+        bi_status st =
+            krn_gemv(&cb->gemv, y, x, w, bias, add, (int)M, (int)N, (int)K, cb->dt, cb->stream);
         if (st != BI_UNSUPPORTED) {
             note(cb, st, "gemv");
             return;
         }
     }
-    note(cb, (add ? krn_gemm_bf16_add : krn_gemm_bf16)(cb->blas, y, x, w, (int)M, (int)N, (int)K),
+    note(cb, (add ? krn_gemm_add : krn_gemm)(cb->blas, y, x, w, (int)M, (int)N, (int)K, cb->dt),
          "gemm");
     if (bias && cb->st == BI_OK)
         note(cb, krn_add_bias(y, bias, (int)M, (int)N, cb->stream), "bias");
 }
 
-static void run_matmul(cuda_backend *cb, float *y, const krn_bf16 *x, const krn_bf16 *w,
+static void run_matmul(cuda_backend *cb, float *y, const krn_half *x, const krn_half *w,
                        const float *bias, int64_t M, int64_t N, int64_t K)
 {
     proj(cb, y, x, w, bias, false, M, N, K);
@@ -1192,11 +1264,11 @@ static void run_matmul(cuda_backend *cb, float *y, const krn_bf16 *x, const krn_
 
 /* Q, K and V in one projection when upload placed their weights back to
  * back and the scratch holds M rows; else three. */
-static void qkv_proj(cuda_backend *cb, float *q, float *k, float *v, const krn_bf16 *x,
+static void qkv_proj(cuda_backend *cb, float *q, float *k, float *v, const krn_half *x,
                      const eng_wlayer *w, int64_t M, int64_t qd, int64_t kvd, int64_t K)
 {
-    const krn_bf16 *wq = (const krn_bf16 *)w->wq, *wk = (const krn_bf16 *)w->wk,
-                   *wv = (const krn_bf16 *)w->wv;
+    const krn_half *wq = (const krn_half *)w->wq, *wk = (const krn_half *)w->wk,
+                   *wv = (const krn_half *)w->wv;
     const float *bq = (const float *)w->bq, *bk = (const float *)w->bk, *bv = (const float *)w->bv;
     if (wk == wq + qd * K && wv == wk + kvd * K && (size_t)(M * (qd + 2 * kvd)) <= cb->fuse_cap) {
         proj(cb, cb->fuse, x, wq, NULL, false, M, qd + 2 * kvd, K);
@@ -1228,29 +1300,30 @@ static void run_qkv(cuda_backend *cb, const op_rec *r, const op_rec *bias)
 
 /* Gate and up in one projection into the scratch, SwiGLU reading both
  * halves; else two projections and SwiGLU. */
-static void mlp_in_proj(cuda_backend *cb, krn_bf16 *out, float *gate, float *up, const krn_bf16 *x,
-                        const krn_bf16 *wg, const krn_bf16 *wu, int64_t M, int64_t ff, int64_t K)
+static void mlp_in_proj(cuda_backend *cb, krn_half *out, float *gate, float *up, const krn_half *x,
+                        const krn_half *wg, const krn_half *wu, int64_t M, int64_t ff, int64_t K)
 {
-    if (wu == wg + ff * K && (size_t)(M * 2 * ff) <= cb->fuse_cap && M >= MLP_BF16_ROWS) {
-        /* many rows: gate|up in bf16, halving the intermediate's traffic */
-        krn_bf16 *y = (krn_bf16 *)cb->fuse;
-        note(cb, krn_gemm_bf16_h(cb->blas, y, x, wg, (int)M, (int)(2 * ff), (int)K),
+    if (wu == wg + ff * K && (size_t)(M * 2 * ff) <= cb->fuse_cap && M >= MLP_HALF_ROWS) {
+        /* many rows: gate|up in the 16-bit type, halving the intermediate's traffic */
+        krn_half *y = (krn_half *)cb->fuse;
+        note(cb, krn_gemm_h(cb->blas, y, x, wg, (int)M, (int)(2 * ff), (int)K, cb->dt),
              "gate/up gemm");
         if (cb->st == BI_OK)
-            note(cb, krn_silu_mul_cat_h(out, y, (int)M, (int)ff, cb->stream), "silu_mul");
+            note(cb, krn_silu_mul_cat_h(out, y, (int)M, (int)ff, cb->dt, cb->stream), "silu_mul");
         return;
     }
     if (wu == wg + ff * K && (size_t)(M * 2 * ff) <= cb->fuse_cap) {
         proj(cb, cb->fuse, x, wg, NULL, false, M, 2 * ff, K);
         if (cb->st == BI_OK)
-            note(cb, krn_silu_mul_cat(out, cb->fuse, (int)M, (int)ff, cb->stream), "silu_mul");
+            note(cb, krn_silu_mul_cat(out, cb->fuse, (int)M, (int)ff, cb->dt, cb->stream),
+                 "silu_mul");
         return;
     }
     run_matmul(cb, gate, x, wg, NULL, M, ff, K);
     if (cb->st == BI_OK)
         run_matmul(cb, up, x, wu, NULL, M, ff, K);
     if (cb->st == BI_OK)
-        note(cb, krn_silu_mul(out, gate, up, (size_t)(M * ff), cb->stream), "silu_mul");
+        note(cb, krn_silu_mul(out, gate, up, (size_t)(M * ff), cb->dt, cb->stream), "silu_mul");
 }
 
 static void run_mlp_in(cuda_backend *cb, const op_rec *r)
@@ -1266,26 +1339,29 @@ static void run_norm_mlp_in(cuda_backend *cb, const op_rec *r)
     const int64_t M = r->i[0], ff = r->i[1], K = r->i[2];
     if (M <= cb->gemv_max_m && krn_gemv_supported((int)M, (int)K)) {
         bi_status st = krn_gemv_swiglu(&cb->gemv, H(r->p[0]), r->p[4], r->p[5], r->f, r->p[6],
-                                       r->p[7], (int)M, (int)ff, (int)K, cb->stream);
+                                       r->p[7], (int)M, (int)ff, (int)K, cb->dt, cb->stream);
         if (st != BI_UNSUPPORTED) {
             note(cb, st, "gate/up gemv");
             return;
         }
     }
-    note(cb, krn_rmsnorm_bf16(H(r->p[1]), r->p[4], NULL, r->p[5], (int)M, (int)K, r->f, cb->stream),
+    note(cb,
+         krn_rmsnorm_half(H(r->p[1]), r->p[4], NULL, r->p[5], (int)M, (int)K, r->f, cb->dt,
+                          cb->stream),
          "ffn norm");
     if (cb->st == BI_OK)
         mlp_in_proj(cb, H(r->p[0]), F(r->p[2]), F(r->p[3]), r->p[1], r->p[6], r->p[7], M, ff, K);
 }
 
 /* The attention input op by op: rmsnorm, Q|K|V, QK-norm, RoPE + KV write. */
-static void norm_qkv_unfused(cuda_backend *cb, int layer, float *q, float *k, float *v, krn_bf16 *h,
+static void norm_qkv_unfused(cuda_backend *cb, int layer, float *q, float *k, float *v, krn_half *h,
                              const float *x, const eng_wlayer *w, int64_t M, float eps)
 {
     const eng_model_config *c = &cb->m->cfg;
     const int64_t d = c->d_model, hd = c->head_dim, qd = c->n_head * hd, kvd = c->n_kv_head * hd;
     note(cb,
-         krn_rmsnorm_bf16(h, x, NULL, (const float *)w->attn_norm, (int)M, (int)d, eps, cb->stream),
+         krn_rmsnorm_half(h, x, NULL, (const float *)w->attn_norm, (int)M, (int)d, eps, cb->dt,
+                          cb->stream),
          "attn norm");
     if (cb->st == BI_OK)
         qkv_proj(cb, q, k, v, h, w, M, qd, kvd, d);
@@ -1309,9 +1385,9 @@ static krn_qkv_layer qkv_layer_of(const cuda_backend *cb, const eng_wlayer *w, f
 {
     const eng_model_config *c = &cb->m->cfg;
     return (krn_qkv_layer){.attn_norm = (const float *)w->attn_norm,
-                           .wq = (const krn_bf16 *)w->wq,
-                           .wk = (const krn_bf16 *)w->wk,
-                           .wv = (const krn_bf16 *)w->wv,
+                           .wq = (const krn_half *)w->wq,
+                           .wk = (const krn_half *)w->wk,
+                           .wv = (const krn_half *)w->wv,
                            .bq = (const float *)w->bq,
                            .bk = (const float *)w->bk,
                            .bv = (const float *)w->bv,
@@ -1345,12 +1421,9 @@ static void run_norm_qkv(cuda_backend *cb, const op_rec *r)
 
 /* ---- the load-time check of the fused attention input ---- */
 
-static float bf16_value(krn_bf16 h)
+static float half_value(krn_half h, krn_dtype dt)
 {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
+    return dt == KRN_F16 ? eng_f16_to_f32(h) : eng_bf16_to_f32(h);
 }
 
 /* ||a - b|| / ||b||, INFINITY where a has a NaN or Inf. */
@@ -1369,7 +1442,7 @@ static double check_err(const float *a, const float *b, size_t n)
 /* Device buffers of one check. */
 typedef struct qkv_check {
     float *x, *q, *k, *v;
-    krn_bf16 *h, *kv_k, *kv_v; /* kv_*: host copies of the written slots' pages */
+    krn_half *h, *kv_k, *kv_v; /* kv_*: host copies of the written slots' pages */
     int32_t *meta;
 } qkv_check;
 
@@ -1387,12 +1460,12 @@ static void check_read(cuda_backend *cb, const qkv_check *d, int M, float *q, fl
             size_t off = (((size_t)(t / kv.page_size) * kv.n_kv_head + hh) * kv.page_size +
                           t % kv.page_size) *
                          hd;
-            krn_bf16 tk[KRN_GEMV_MAX_HEAD_DIM], tv[KRN_GEMV_MAX_HEAD_DIM];
+            krn_half tk[KRN_GEMV_MAX_HEAD_DIM], tv[KRN_GEMV_MAX_HEAD_DIM];
             note_cuda(cb, cudaMemcpy(tk, kv.k + off, 2 * hd, cudaMemcpyDeviceToHost), "check");
             note_cuda(cb, cudaMemcpy(tv, kv.v + off, 2 * hd, cudaMemcpyDeviceToHost), "check");
             for (int i = 0; i < hd; i++) {
-                k[(size_t)t * kvd + hh * hd + i] = bf16_value(tk[i]);
-                v[(size_t)t * kvd + hh * hd + i] = bf16_value(tv[i]);
+                k[(size_t)t * kvd + hh * hd + i] = half_value(tk[i], kv.dtype);
+                v[(size_t)t * kvd + hh * hd + i] = half_value(tv[i], kv.dtype);
             }
         }
 }
@@ -1439,7 +1512,7 @@ static void check_once(cuda_backend *cb, const eng_weights *w, int M, double *er
     if (e == cudaSuccess)
         e = cudaMalloc((void **)&dv.v, sizeof(float) * M * kvd);
     if (e == cudaSuccess)
-        e = cudaMalloc((void **)&dv.h, sizeof(krn_bf16) * M * d);
+        e = cudaMalloc((void **)&dv.h, sizeof(krn_half) * M * d);
     if (e == cudaSuccess)
         e = cudaMalloc((void **)&dv.meta, sizeof(int32_t) * n_meta);
     if (e == cudaSuccess)
@@ -1461,7 +1534,7 @@ static void check_once(cuda_backend *cb, const eng_weights *w, int M, double *er
                           .n_tokens = M,
                           .n_seqs = 1,
                           .n_logits = 0};
-    const size_t page_bytes = (size_t)np * cb->kv->n_kv_head * ps * hd * sizeof(krn_bf16);
+    const size_t page_bytes = (size_t)np * cb->kv->n_kv_head * ps * hd * sizeof(krn_half);
     /* op by op, then fused, each into poisoned outputs */
     for (int pass = 0; pass < 2 && cb->st == BI_OK; pass++) {
         krn_kv_layer kv = kv_layer(cb, 0);
@@ -1555,14 +1628,15 @@ static void run_log(cuda_backend *cb)
         const int64_t *i = r->i;
         switch (r->kind) {
         case OP_EMBED:
-            note(cb, krn_embed(F(r->p[0]), r->p[1], cb->step.tokens, (int)i[0], (int)i[1], s),
+            note(cb,
+                 krn_embed(F(r->p[0]), r->p[1], cb->step.tokens, (int)i[0], (int)i[1], cb->dt, s),
                  "embed");
             break;
         case OP_RMSNORM:
-            note(
-                cb,
-                krn_rmsnorm_bf16(H(r->p[0]), r->p[1], NULL, r->p[2], (int)i[0], (int)i[1], r->f, s),
-                "rmsnorm");
+            note(cb,
+                 krn_rmsnorm_half(H(r->p[0]), r->p[1], NULL, r->p[2], (int)i[0], (int)i[1], r->f,
+                                  cb->dt, s),
+                 "rmsnorm");
             break;
         case OP_HEAD_NORM:
             note(cb, krn_rmsnorm_f32(F(r->p[0]), r->p[1], (int)i[0], (int)i[1], r->f, s),
@@ -1570,8 +1644,8 @@ static void run_log(cuda_backend *cb)
             break;
         case OP_NORM_ROWS:
             note(cb,
-                 krn_rmsnorm_bf16(H(r->p[0]), r->p[1], cb->step.logit_tok, r->p[2], (int)i[0],
-                                  (int)i[1], r->f, s),
+                 krn_rmsnorm_half(H(r->p[0]), r->p[1], cb->step.logit_tok, r->p[2], (int)i[0],
+                                  (int)i[1], r->f, cb->dt, s),
                  "final norm");
             break;
         case OP_MATMUL:
@@ -1589,12 +1663,13 @@ static void run_log(cuda_backend *cb)
             break;
         case OP_ADD_RMSNORM:
             note(cb,
-                 krn_add_rmsnorm_bf16(H(r->p[0]), F(r->p[1]), r->p[2], r->p[3], (int)i[0],
-                                      (int)i[1], r->f, s),
+                 krn_add_rmsnorm_half(H(r->p[0]), F(r->p[1]), r->p[2], r->p[3], (int)i[0],
+                                      (int)i[1], r->f, cb->dt, s),
                  "add+rmsnorm");
             break;
         case OP_SILU_MUL:
-            note(cb, krn_silu_mul(H(r->p[0]), r->p[1], r->p[2], (size_t)i[0], s), "silu_mul");
+            note(cb, krn_silu_mul(H(r->p[0]), r->p[1], r->p[2], (size_t)i[0], cb->dt, s),
+                 "silu_mul");
             break;
         case OP_STORE_KV:
             note(cb,
@@ -2054,9 +2129,11 @@ bool eng_backend_cuda_available(void)
     return n > 0;
 }
 
-bi_status eng_backend_cuda_create(int device, eng_backend **out)
+bi_status eng_backend_cuda_create(int device, eng_store_dtype dtype, eng_backend **out)
 {
     *out = NULL;
+    if (dtype < ENG_STORE_AUTO || dtype > ENG_STORE_FP16)
+        return BI_INVALID_ARGUMENT;
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || device < 0 || device >= n) {
         cudaGetLastError();
@@ -2068,6 +2145,8 @@ bi_status eng_backend_cuda_create(int device, eng_backend **out)
     cb->base.ops = &cuda_ops;
     cb->base.host_kv = false;
     cb->base.sample_max_vocab = KRN_SAMPLE_MAX_VOCAB;
+    cb->base.store = ENG_STORE_AUTO; /* prepare() sets the type in use */
+    cb->asked = dtype;
     cb->device = device;
     if (cudaSetDevice(device) != cudaSuccess ||
         cudaStreamCreateWithFlags(&cb->stream, cudaStreamNonBlocking) != cudaSuccess ||

@@ -85,6 +85,7 @@ struct eng_engine {
     eng_tokenizer *tok;
     eng_chat_format chat;
     eng_backend *backend;
+    eng_store_dtype dtype; /* cfg.dtype, parsed */
     eng_kv_pool pool;
     eng_forward *fwd;
     eng_catalog cat;
@@ -1491,7 +1492,8 @@ static bi_status engine_setup(eng_engine *e, char *err, size_t err_size)
         return BI_INVALID_ARGUMENT;
     }
     const char *bname = e->cfg.backend ? e->cfg.backend : "cpu";
-    bi_status st = eng_backend_create(bname, e->cfg.n_threads, e->max_ctx, &e->backend);
+    eng_store_dtype dtype = e->dtype;
+    bi_status st = eng_backend_create(bname, e->cfg.n_threads, e->max_ctx, dtype, &e->backend);
     if (st != BI_OK) {
         snprintf(err, err_size, "backend '%s': %s", bname,
                  st == BI_UNSUPPORTED        ? "this build has no CUDA"
@@ -1525,9 +1527,16 @@ static bi_status engine_setup(eng_engine *e, char *err, size_t err_size)
         if (st == BI_NOMEM && ops->mem_info)
             st = BI_RESOURCE_EXHAUSTED; /* device memory, not the host's */
         else
-            snprintf(err, err_size, "cannot set up the %s backend: %s", ops->name, bi_strerror(st));
+            snprintf(err, err_size, "cannot set up the %s backend: %s", ops->name,
+                     st == BI_OUT_OF_RANGE
+                         ? "weights exceed the fp16 range (65504; the log names the tensor): use "
+                           "dtype bf16 or auto"
+                         : bi_strerror(st));
         return st;
     }
+    if (dtype != ENG_STORE_AUTO && e->backend->store == ENG_STORE_AUTO)
+        BI_LOGI(NULL, "dtype %s ignored on the %s backend: it keeps fp32",
+                eng_store_dtype_name(dtype), ops->name);
     if (by_memory) {
         if ((st = kv_size_from_memory(e, page, err, err_size)) != BI_OK)
             return st;
@@ -1590,7 +1599,13 @@ bi_status eng_engine_create(const eng_config *cfg, eng_engine **out, char *err, 
     e->cfg = *cfg;
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->wake, NULL);
-    bi_status st = engine_load(e, err, err_size);
+    bi_status st = BI_OK;
+    if (eng_store_dtype_parse(cfg->dtype, &e->dtype) != BI_OK) {
+        snprintf(err, err_size, "dtype '%s': unknown (auto, bf16 or fp16)", cfg->dtype);
+        st = BI_INVALID_ARGUMENT;
+    }
+    if (st == BI_OK)
+        st = engine_load(e, err, err_size);
     if (st == BI_OK)
         st = engine_setup(e, err, err_size);
     if (st == BI_OK)

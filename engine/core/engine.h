@@ -71,6 +71,11 @@ typedef struct eng_config {
                                  kv_tokens; 0 = kv_tokens. Ignored (logged) on the CPU */
     bool host_sampling;       /* sample on the host even when the backend samples on the device
                                  (CUDA does by default); for comparison and as a fallback */
+    const char *dtype;        /* 16-bit storage of weights, activations and KV on a device backend:
+                                 "auto" (NULL: fp16 for F16 model files, else bf16), "bf16" or
+                                 "fp16" (eng_store_dtype_parse). fp16 weights beyond its range fail
+                                 the load when asked for and fall back to bf16 under auto. Ignored
+                                 (logged) on the CPU, which computes in fp32 */
     eng_progress_fn progress; /* model loading progress; may be NULL */
     void *progress_user;
 } eng_config;

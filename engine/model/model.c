@@ -475,6 +475,24 @@ static void fingerprint_source(const source *s, char out[65])
 
 /* ---- loading ---- */
 
+/* The type every weight matrix of the plan is stored in, or ENG_DTYPE_INVALID
+ * when they differ (a quantized GGUF often keeps some in another type). */
+static eng_dtype matrix_dtype(const load_item *items, size_t n)
+{
+    eng_dtype t = ENG_DTYPE_INVALID;
+    bool first = true;
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].r->cols == DK_1)
+            continue; /* a norm or a bias */
+        if (first)
+            t = items[i].v.dtype;
+        else if (items[i].v.dtype != t)
+            return ENG_DTYPE_INVALID;
+        first = false;
+    }
+    return t;
+}
+
 static bi_status load_weights(const source *s, const eng_model_config *cfg,
                               const eng_model_load_opts *o, eng_model **out, char *err,
                               size_t err_size)
@@ -489,6 +507,7 @@ static bi_status load_weights(const source *s, const eng_model_config *cfg,
         return st;
     if ((st = plan(s, m, &items, &n_items, &bytes, err, err_size)) != BI_OK)
         goto fail;
+    m->weight_dtype = matrix_dtype(items, n_items);
     if ((st = dequant_all(items, n_items, bytes, o, err, err_size)) != BI_OK)
         goto fail;
     if (s->permuted_qk) {
@@ -655,6 +674,7 @@ bi_status eng_model_dummy(const eng_model_config *cfg, uint64_t seed, eng_model 
         }
     }
     dummy_fingerprint(cfg, seed, m->fingerprint);
+    m->weight_dtype = ENG_DTYPE_F32;
     *out = m;
     return BI_OK;
 }

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "common/status.h"
+#include "dtype.h"
 
 typedef enum eng_arch {
     ENG_ARCH_LLAMA = 0, /* Llama 2/3, TinyLlama, SmolLM2 */
@@ -84,6 +85,10 @@ typedef struct eng_model {
     eng_layer_weights *layers; /* n_layer entries */
     char fingerprint[65];      /* hex SHA-256 identifying the weights (file contents or dummy
                                   seed+config) */
+    eng_dtype weight_dtype;    /* the type the file stores the weight matrices in (2-D tensors;
+                                  norms and biases aside) when they all share one: ENG_DTYPE_F16,
+                                  ENG_DTYPE_BF16, ENG_DTYPE_Q8_0, ...; ENG_DTYPE_INVALID when they
+                                  are mixed; ENG_DTYPE_F32 for dummy weights */
     void *priv_;               /* loader-owned storage; do not touch */
 } eng_model;
 

@@ -9,6 +9,9 @@
 // the next is the log-sum-exp merge. The query is re-rotated per level
 // (differential RoPE). This tiled kernel serves the shapes the split kernel
 // below does not (head_dim other than 64/128/256, groups over 8).
+//
+// K/V and the output are 16-bit (bf16 or fp16, the kv layer's dtype): every
+// kernel is templated on the element type T and computes in fp32.
 #include "cuda/krn_attn.h"
 #include "cuda/krn_cuda_internal.cuh"
 
@@ -22,10 +25,10 @@ static size_t krn_part_lse_offset(int n_rows, int n_head, int head_dim, int n_sl
     return (size_t)n_rows * n_head * n_slots * head_dim;
 }
 
-static __global__ void rope_store_kv_kernel(krn_step st, krn_kv_layer kv,
-                                            const float *__restrict__ k,
-                                            const float *__restrict__ v,
-                                            const float *__restrict__ inv_freq)
+template <typename T>
+static __global__ void
+rope_store_kv_kernel(krn_step st, krn_kv_layer kv, const float *__restrict__ k,
+                     const float *__restrict__ v, const float *__restrict__ inv_freq)
 {
     const int t = blockIdx.x, h = blockIdx.y, hd = kv.head_dim, half = hd / 2;
     const int32_t *seq = st.seq_info + (size_t)st.tok_seq[t] * KRN_SEQ_FIELDS;
@@ -35,15 +38,15 @@ static __global__ void rope_store_kv_kernel(krn_step st, krn_kv_layer kv,
     const float *kt = k + ((size_t)t * kv.n_kv_head + h) * hd;
     const float *vt = v + ((size_t)t * kv.n_kv_head + h) * hd;
     const float pos = (float)st.tok_pos[t];
-    __nv_bfloat16 *K = bf(kv.k), *V = bf(kv.v);
+    T *K = hv<T>(kv.k), *V = hv<T>(kv.v);
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
         float x1 = kt[i], x2 = kt[i + half];
         rope_pair(x1, x2, pos, inv_freq[i]);
-        K[dst + i] = __float2bfloat16_rn(x1);
-        K[dst + i + half] = __float2bfloat16_rn(x2);
+        K[dst + i] = from_f32<T>(x1);
+        K[dst + i + half] = from_f32<T>(x2);
     }
     for (int i = threadIdx.x; i < hd; i += blockDim.x)
-        V[dst + i] = __float2bfloat16_rn(vt[i]);
+        V[dst + i] = from_f32<T>(vt[i]);
 }
 
 extern "C" bi_status krn_rope_store_kv(const krn_step *step, krn_kv_layer kv, const float *k,
@@ -55,34 +58,37 @@ extern "C" bi_status krn_rope_store_kv(const krn_step *step, krn_kv_layer kv, co
         return BI_OK;
     dim3 grid((unsigned)step->n_tokens, (unsigned)kv.n_kv_head);
     int threads = kv.head_dim < 128 ? 64 : 128;
-    rope_store_kv_kernel<<<grid, threads, 0, stream>>>(*step, kv, k, v, inv_freq);
-    return krn_launched();
+    return krn_dispatch(kv.dtype, [&](auto t) {
+        using T = decltype(t);
+        rope_store_kv_kernel<T><<<grid, threads, 0, stream>>>(*step, kv, k, v, inv_freq);
+        return krn_launched();
+    });
 }
 
-// Shared memory of one attention block: K/V tiles (rows padded by one bf16
+// Shared memory of one attention block: K/V tiles (rows padded by one 16-bit
 // pair so that a warp reading one column of many rows hits distinct banks),
 // then per query head the rotated query, the accumulator, scores, and the
 // (max, sum, correction) state.
-struct attn_smem {
+template <typename T> struct attn_smem {
     int group, hd, row;
-    __nv_bfloat16 *ks, *vs;
+    T *ks, *vs;
     float *q, *acc, *sc, *m, *l, *corr;
 };
 
 static __host__ __device__ size_t attn_smem_bytes(int group, int hd)
 {
     size_t row = (size_t)hd + 2;
-    return 2 * TILE * row * sizeof(__nv_bfloat16) +
+    return 2 * TILE * row * sizeof(krn_half) +
            ((size_t)2 * group * hd + (size_t)group * TILE + 3 * (size_t)group) * sizeof(float);
 }
 
-static __device__ attn_smem attn_smem_carve(char *base, int group, int hd)
+template <typename T> static __device__ attn_smem<T> attn_smem_carve(char *base, int group, int hd)
 {
-    attn_smem s;
+    attn_smem<T> s;
     s.group = group;
     s.hd = hd;
     s.row = hd + 2;
-    s.ks = (__nv_bfloat16 *)base;
+    s.ks = (T *)base;
     s.vs = s.ks + TILE * s.row;
     float *f = (float *)(s.vs + TILE * s.row);
     s.q = f;
@@ -96,7 +102,8 @@ static __device__ attn_smem attn_smem_carve(char *base, int group, int hd)
 
 // Attends the block's query heads to the first n keys of one level (page
 // list pages), with the queries rotated by rot_pos; updates the online state.
-static __device__ void attn_level(const attn_smem &s, const krn_kv_layer &kv, int kvh,
+template <typename T>
+static __device__ void attn_level(const attn_smem<T> &s, const krn_kv_layer &kv, int kvh,
                                   const float *__restrict__ q, const float *__restrict__ inv_freq,
                                   const int32_t *__restrict__ pages, int32_t n, float rot_pos,
                                   float scale)
@@ -109,7 +116,7 @@ static __device__ void attn_level(const attn_smem &s, const krn_kv_layer &kv, in
         s.q[g * hd + e] = x1;
         s.q[g * hd + e + half] = x2;
     }
-    const __nv_bfloat16 *K = bf(kv.k), *V = bf(kv.v);
+    const T *K = hv<T>(kv.k), *V = hv<T>(kv.v);
     for (int32_t j0 = 0; j0 < n; j0 += TILE) {
         const int nt = n - j0 < TILE ? (int)(n - j0) : TILE;
         __syncthreads(); // the previous tile is consumed; the query is rotated
@@ -127,7 +134,7 @@ static __device__ void attn_level(const attn_smem &s, const krn_kv_layer &kv, in
             if (jj < nt) {
                 d = 0.0f;
                 for (int e = 0; e < hd; e++)
-                    d += s.q[g * hd + e] * __bfloat162float(s.ks[jj * s.row + e]);
+                    d += s.q[g * hd + e] * to_f32(s.ks[jj * s.row + e]);
                 d *= scale;
             }
             s.sc[g * TILE + jj] = d;
@@ -152,14 +159,14 @@ static __device__ void attn_level(const attn_smem &s, const krn_kv_layer &kv, in
             int g = i / hd, e = i % hd;
             float a = s.acc[i] * s.corr[g];
             for (int jj = 0; jj < nt; jj++)
-                a += s.sc[g * TILE + jj] * __bfloat162float(s.vs[jj * s.row + e]);
+                a += s.sc[g * TILE + jj] * to_f32(s.vs[jj * s.row + e]);
             s.acc[i] = a;
         }
     }
 }
 
-static __global__ void paged_attention_kernel(krn_step st, krn_kv_layer kv,
-                                              __nv_bfloat16 *__restrict__ out,
+template <typename T>
+static __global__ void paged_attention_kernel(krn_step st, krn_kv_layer kv, T *__restrict__ out,
                                               const float *__restrict__ q,
                                               const float *__restrict__ inv_freq, int n_head,
                                               float scale)
@@ -167,7 +174,7 @@ static __global__ void paged_attention_kernel(krn_step st, krn_kv_layer kv,
     extern __shared__ __align__(16) char smem_raw[];
     const int t = blockIdx.x, kvh = blockIdx.y, hd = kv.head_dim;
     const int group = n_head / kv.n_kv_head;
-    attn_smem s = attn_smem_carve(smem_raw, group, hd);
+    attn_smem<T> s = attn_smem_carve<T>(smem_raw, group, hd);
     for (int i = threadIdx.x; i < group * hd; i += blockDim.x)
         s.acc[i] = 0.0f;
     for (int g = threadIdx.x; g < group; g += blockDim.x) {
@@ -187,17 +194,17 @@ static __global__ void paged_attention_kernel(krn_step st, krn_kv_layer kv,
     attn_level(s, kv, kvh, qt, inv_freq, st.pages + seq[KRN_SEQ_TAIL_PAGES], st.tok_idx[t] + 1,
                (float)pos, scale);
     __syncthreads();
-    __nv_bfloat16 *o = out + ((size_t)t * n_head + (size_t)kvh * group) * hd;
+    T *o = out + ((size_t)t * n_head + (size_t)kvh * group) * hd;
     for (int i = threadIdx.x; i < group * hd; i += blockDim.x) {
         float l = s.l[i / hd];
-        o[i] = __float2bfloat16_rn(l > 0.0f ? s.acc[i] / l : 0.0f);
+        o[i] = from_f32<T>(l > 0.0f ? s.acc[i] / l : 0.0f);
     }
 }
 
 // ---- split-KV attention (flash-decoding) ----
 //
 // One block per (token, kv head, split) of SPLIT_WARPS warps. A key row of
-// HD bf16 is read by HD / 8 lanes, 16 bytes each, so a warp covers 256 / HD
+// HD 16-bit values is read by HD / 8 lanes, 16 bytes each, so a warp covers 256 / HD
 // keys per load and a block KPB; U such loads (2 or 4) are in flight
 // before the first use. Each lane keeps an online-softmax state (max and sum
 // in the log2 domain, its 8 accumulator columns) for every query head of the
@@ -217,17 +224,6 @@ template <int HD, int G> struct split_shape {
     static constexpr int STEP = KPB * U;          // keys per iteration
 };
 
-static __device__ __forceinline__ void bf16x8_to_f32(const uint4 &r, float *f)
-{
-    const __nv_bfloat162 *h = reinterpret_cast<const __nv_bfloat162 *>(&r);
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        float2 x = __bfloat1622float2(h[i]);
-        f[2 * i] = x.x;
-        f[2 * i + 1] = x.y;
-    }
-}
-
 // Keys of token t over its levels (segments a shared job does not cover,
 // then the causal tail).
 static __device__ int32_t token_keys(const krn_step &st, int t, const int32_t *seq)
@@ -241,9 +237,9 @@ static __device__ int32_t token_keys(const krn_step &st, int t, const int32_t *s
     return n;
 }
 
-template <int HD, int G>
+template <typename T, int HD, int G>
 static __global__ void __launch_bounds__(SPLIT_WARPS * 32)
-    split_attention_kernel(krn_step st, krn_kv_layer kv, __nv_bfloat16 *__restrict__ out,
+    split_attention_kernel(krn_step st, krn_kv_layer kv, T *__restrict__ out,
                            float *__restrict__ part_o, float *__restrict__ part_lse,
                            const float *__restrict__ q, const float *__restrict__ inv_freq,
                            int n_head, float scale_log2, int n_split, int n_slots)
@@ -274,7 +270,7 @@ static __global__ void __launch_bounds__(SPLIT_WARPS * 32)
             acc[g][e] = 0.0f;
     }
     const float *qt = q + ((size_t)t * n_head + (size_t)kvh * group) * HD;
-    const __nv_bfloat16 *K = bf(kv.k), *V = bf(kv.v);
+    const T *K = hv<T>(kv.k), *V = hv<T>(kv.v);
     int32_t base = 0;
     for (int lv = 0; lv <= n_segs; lv++) {
         const int32_t *pages;
@@ -331,7 +327,7 @@ static __global__ void __launch_bounds__(SPLIT_WARPS * 32)
 #pragma unroll
             for (int u = 0; u < S::U; u++) {
                 float kf[8];
-                bf16x8_to_f32(kr[u], kf);
+                unpack8<T>(kr[u], kf);
 #pragma unroll
                 for (int g = 0; g < G; g++) {
                     float d = 0.0f;
@@ -361,7 +357,7 @@ static __global__ void __launch_bounds__(SPLIT_WARPS * 32)
                 for (int u = 0; u < S::U; u++) {
                     const float p = exp2f(s[u][g] - mx);
                     float vf[8];
-                    bf16x8_to_f32(vr[u], vf);
+                    unpack8<T>(vr[u], vf);
                     l[g] += p;
 #pragma unroll
                     for (int e = 0; e < 8; e++)
@@ -423,8 +419,7 @@ static __global__ void __launch_bounds__(SPLIT_WARPS * 32)
         }
         const size_t head = (size_t)kvh * group + g;
         if (n_slots == 1) {
-            out[((size_t)t * n_head + head) * HD + e] =
-                __float2bfloat16_rn(L > 0.0f ? A / L : 0.0f);
+            out[((size_t)t * n_head + head) * HD + e] = from_f32<T>(L > 0.0f ? A / L : 0.0f);
         } else {
             const size_t r = ((size_t)di * n_head + head) * n_slots + split;
             part_o[r * HD + e] = L > 0.0f ? A / L : 0.0f;
@@ -436,10 +431,10 @@ static __global__ void __launch_bounds__(SPLIT_WARPS * 32)
 
 // out of row (dec token, head) = its slots' outputs weighted by 2^lse (the
 // log-sum-exp merge): its n_split slices, then the shared levels' partials.
-static __global__ void merge_kernel(krn_step st, __nv_bfloat16 *__restrict__ out,
-                                    const float *__restrict__ part_o,
-                                    const float *__restrict__ part_lse, int n_head, int n_split,
-                                    int n_slots, int hd)
+template <typename T>
+static __global__ void
+merge_kernel(krn_step st, T *__restrict__ out, const float *__restrict__ part_o,
+             const float *__restrict__ part_lse, int n_head, int n_split, int n_slots, int hd)
 {
     const size_t row = blockIdx.x; // dec index * n_head + head
     const int di = (int)(row / n_head), h = (int)(row % n_head);
@@ -449,7 +444,7 @@ static __global__ void merge_kernel(krn_step st, __nv_bfloat16 *__restrict__ out
     float M = -INFINITY;
     for (int s = 0; s < used; s++)
         M = fmaxf(M, lse[s]);
-    __nv_bfloat16 *o = out + ((size_t)t * n_head + h) * hd;
+    T *o = out + ((size_t)t * n_head + h) * hd;
     for (int e = threadIdx.x; e < hd; e += blockDim.x) {
         float L = 0.0f, A = 0.0f;
         for (int s = 0; s < used; s++) {
@@ -459,12 +454,12 @@ static __global__ void merge_kernel(krn_step st, __nv_bfloat16 *__restrict__ out
             L += w;
             A += w * part_o[(row * n_slots + s) * hd + e];
         }
-        o[e] = __float2bfloat16_rn(L > 0.0f ? A / L : 0.0f);
+        o[e] = from_f32<T>(L > 0.0f ? A / L : 0.0f);
     }
 }
 
-template <int HD, int G>
-static void split_launch(const krn_step *step, const krn_kv_layer &kv, krn_bf16 *out, float *part,
+template <typename T, int HD, int G>
+static void split_launch(const krn_step *step, const krn_kv_layer &kv, krn_half *out, float *part,
                          const float *q, const float *inv_freq, int n_head, float scale,
                          int n_split, int n_slots, cudaStream_t stream)
 {
@@ -475,37 +470,37 @@ static void split_launch(const krn_step *step, const krn_kv_layer &kv, krn_bf16 
                           : nullptr;
     if (n_split > 0) { // 0: the tensor-core jobs attended every level; only merge
         dim3 grid((unsigned)step->n_dec, (unsigned)kv.n_kv_head, (unsigned)n_split);
-        split_attention_kernel<HD, G><<<grid, SPLIT_WARPS * 32, 0, stream>>>(
-            *step, kv, bf(out), part, part_lse, q, inv_freq, n_head, scale * 1.4426950408889634f,
+        split_attention_kernel<T, HD, G><<<grid, SPLIT_WARPS * 32, 0, stream>>>(
+            *step, kv, hv<T>(out), part, part_lse, q, inv_freq, n_head, scale * 1.4426950408889634f,
             n_split, n_slots);
     }
     const int merge_threads = HD < 128 ? HD : 128;
     if (n_slots > 1 || n_split == 0)
-        merge_kernel<<<(unsigned)((size_t)step->n_dec * n_head), merge_threads, 0, stream>>>(
-            *step, bf(out), part, part_lse, n_head, n_split, n_slots, HD);
+        merge_kernel<T><<<(unsigned)((size_t)step->n_dec * n_head), merge_threads, 0, stream>>>(
+            *step, hv<T>(out), part, part_lse, n_head, n_split, n_slots, HD);
 }
 
-template <int HD>
-static bool split_dispatch_g(int group, const krn_step *step, const krn_kv_layer &kv, krn_bf16 *out,
+template <typename T, int HD>
+static bool split_dispatch_g(int group, const krn_step *step, const krn_kv_layer &kv, krn_half *out,
                              float *part, const float *q, const float *inv_freq, int n_head,
                              float scale, int n_split, int n_slots, cudaStream_t stream)
 {
     switch (group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : group <= 8 ? 8 : 0) {
     case 1:
-        split_launch<HD, 1>(step, kv, out, part, q, inv_freq, n_head, scale, n_split, n_slots,
-                            stream);
+        split_launch<T, HD, 1>(step, kv, out, part, q, inv_freq, n_head, scale, n_split, n_slots,
+                               stream);
         return true;
     case 2:
-        split_launch<HD, 2>(step, kv, out, part, q, inv_freq, n_head, scale, n_split, n_slots,
-                            stream);
+        split_launch<T, HD, 2>(step, kv, out, part, q, inv_freq, n_head, scale, n_split, n_slots,
+                               stream);
         return true;
     case 4:
-        split_launch<HD, 4>(step, kv, out, part, q, inv_freq, n_head, scale, n_split, n_slots,
-                            stream);
+        split_launch<T, HD, 4>(step, kv, out, part, q, inv_freq, n_head, scale, n_split, n_slots,
+                               stream);
         return true;
     case 8:
-        split_launch<HD, 8>(step, kv, out, part, q, inv_freq, n_head, scale, n_split, n_slots,
-                            stream);
+        split_launch<T, HD, 8>(step, kv, out, part, q, inv_freq, n_head, scale, n_split, n_slots,
+                               stream);
         return true;
     default:
         return false;
@@ -523,7 +518,7 @@ extern "C" size_t krn_attn_part_floats(int n_rows, int n_head, int head_dim, int
     return (size_t)n_rows * n_head * n_slots * ((size_t)head_dim + 1);
 }
 
-extern "C" bi_status krn_paged_attention(const krn_step *step, krn_kv_layer kv, krn_bf16 *out,
+extern "C" bi_status krn_paged_attention(const krn_step *step, krn_kv_layer kv, krn_half *out,
                                          const float *q, const float *inv_freq, int n_head,
                                          float scale, int n_split, int n_slots, float *part,
                                          cudaStream_t stream)
@@ -531,7 +526,8 @@ extern "C" bi_status krn_paged_attention(const krn_step *step, krn_kv_layer kv, 
     if (kv.head_dim <= 0 || kv.head_dim % 2 || kv.head_dim > KRN_ATTN_MAX_HEAD_DIM ||
         kv.n_kv_head <= 0 || n_head <= 0 || n_head % kv.n_kv_head || kv.page_size <= 0 ||
         n_split < 0 || n_split > 65535 || n_slots < n_split || n_slots < 1 ||
-        ((n_slots > 1 || n_split == 0) && !part) || (n_split == 0 && step->n_jobs <= 0))
+        ((n_slots > 1 || n_split == 0) && !part) || (n_split == 0 && step->n_jobs <= 0) ||
+        (kv.dtype != KRN_BF16 && kv.dtype != KRN_F16))
         return BI_INVALID_ARGUMENT;
     if (step->n_tokens <= 0)
         return BI_OK;
@@ -550,28 +546,34 @@ extern "C" bi_status krn_paged_attention(const krn_step *step, krn_kv_layer kv, 
     }
     if (split) {
         const int group = n_head / kv.n_kv_head;
-        if (kv.head_dim == 64)
-            split_dispatch_g<64>(group, step, kv, out, part, q, inv_freq, n_head, scale, n_split,
-                                 n_slots, stream);
-        else if (kv.head_dim == 128)
-            split_dispatch_g<128>(group, step, kv, out, part, q, inv_freq, n_head, scale, n_split,
-                                  n_slots, stream);
-        else
-            split_dispatch_g<256>(group, step, kv, out, part, q, inv_freq, n_head, scale, n_split,
-                                  n_slots, stream);
-        return krn_launched();
+        return krn_dispatch(kv.dtype, [&](auto t) {
+            using T = decltype(t);
+            if (kv.head_dim == 64)
+                split_dispatch_g<T, 64>(group, step, kv, out, part, q, inv_freq, n_head, scale,
+                                        n_split, n_slots, stream);
+            else if (kv.head_dim == 128)
+                split_dispatch_g<T, 128>(group, step, kv, out, part, q, inv_freq, n_head, scale,
+                                         n_split, n_slots, stream);
+            else
+                split_dispatch_g<T, 256>(group, step, kv, out, part, q, inv_freq, n_head, scale,
+                                         n_split, n_slots, stream);
+            return krn_launched();
+        });
     }
     if (step->dec || n_slots > 1)
         return BI_INVALID_ARGUMENT; // the tiled kernel attends every token, alone
     // Other shapes: one block per (token, kv head) over every key; n_split is
     // ignored.
     size_t smem = attn_smem_bytes(n_head / kv.n_kv_head, kv.head_dim);
-    if (smem > 48 * 1024 &&
-        cudaFuncSetAttribute(paged_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             (int)smem) != cudaSuccess)
-        return BI_INVALID_ARGUMENT; // a group too large for shared memory
-    dim3 grid((unsigned)step->n_tokens, (unsigned)kv.n_kv_head);
-    paged_attention_kernel<<<grid, THREADS, smem, stream>>>(*step, kv, bf(out), q, inv_freq, n_head,
-                                                            scale);
-    return krn_launched();
+    return krn_dispatch(kv.dtype, [&](auto t) {
+        using T = decltype(t);
+        if (smem > 48 * 1024 && cudaFuncSetAttribute(paged_attention_kernel<T>,
+                                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                     (int)smem) != cudaSuccess)
+            return BI_INVALID_ARGUMENT; // a group too large for shared memory
+        dim3 grid((unsigned)step->n_tokens, (unsigned)kv.n_kv_head);
+        paged_attention_kernel<T>
+            <<<grid, THREADS, smem, stream>>>(*step, kv, hv<T>(out), q, inv_freq, n_head, scale);
+        return krn_launched();
+    });
 }

@@ -1,6 +1,8 @@
 // attention_tc.cu - paged attention on tensor cores (mma.sync m16n8k16,
-// bf16 in, fp32 accumulation) for the step's attention jobs: prefill tiles
-// and the shared levels of the cascade.
+// bf16 or fp16 in, fp32 accumulation) for the step's attention jobs: prefill
+// tiles and the shared levels of the cascade. The kernel is templated on the
+// KV's element type T; Q and P are rounded to T for the mma, everything else
+// (scores, softmax state, the output accumulator) stays fp32.
 //
 // A block of four warps holds 64 query rows of one kv head: TC_ROWS / group
 // tokens times the group's query heads, so a K/V tile staged in shared memory
@@ -8,7 +10,7 @@
 // memory in tiles of 64 with cp.async, double-buffered, from the pool's pages
 // (a key row is contiguous, its page comes from the level's page list). Each
 // warp computes S = Q K^T for its 16 rows, keeps the online softmax (log2
-// domain, fp32) in registers, turns P into bf16 A fragments and accumulates
+// domain, fp32) in registers, turns P into 16-bit A fragments and accumulates
 // P V. Shared memory rows are XOR-swizzled in 16-byte units so that ldmatrix
 // reads eight rows of one column without bank conflicts.
 //
@@ -21,8 +23,6 @@
 // at once; the block writes each row's normalised partial output and
 // log2-sum-exp into its partial slot, which the merge kernel (attention.cu)
 // combines with the token's other levels.
-#include <cuda_bf16.h>
-
 #include "cuda/krn_attn.h"
 #include "cuda/krn_cuda_internal.cuh"
 
@@ -35,7 +35,7 @@ static __device__ __forceinline__ uint32_t smem_u32(const void *p)
     return (uint32_t)__cvta_generic_to_shared(p);
 }
 
-// Element (row, col) of a [rows][HD] bf16 tile whose 16-byte units are
+// Element (row, col) of a [rows][HD] 16-bit tile whose 16-byte units are
 // swizzled by row: unit u of row r lives at unit u ^ (r & 7).
 template <int HD> static __device__ __forceinline__ int swz(int row, int col)
 {
@@ -62,13 +62,12 @@ static __device__ __forceinline__ void ldsm_x4_t(uint32_t *r, const void *p)
                  : "r"(smem_u32(p)));
 }
 
+// c += a b, the A fragment in a[0..3] (mma16816 of krn_cuda_internal.cuh).
+template <typename T>
 static __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uint32_t b0,
                                                 uint32_t b1)
 {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
-                 "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    mma16816<T>(c, a[0], a[1], a[2], a[3], b0, b1);
 }
 
 // 2^x (ex2.approx: 2 ulp, 2^-inf = 0), the softmax's exponential.
@@ -77,12 +76,6 @@ static __device__ __forceinline__ float fast_exp2(float x)
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
-}
-
-static __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
-{
-    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t *>(&h);
 }
 
 static __device__ __forceinline__ size_t tc_kv_offset(const krn_kv_layer &kv, int32_t page, int kvh,
@@ -127,13 +120,12 @@ static __device__ __forceinline__ void tile_pages(int32_t *pg, const krn_kv_laye
 
 // Stages keys [j0, j0 + TC_KEYS) of the level from the page ids tile_pages
 // gave (zeros past the level's end).
-template <int HD>
-static __device__ __forceinline__ void load_tile(__nv_bfloat16 *ks, __nv_bfloat16 *vs,
-                                                 const krn_kv_layer &kv, int kvh, const int32_t *pg,
-                                                 int32_t j0)
+template <typename T, int HD>
+static __device__ __forceinline__ void load_tile(T *ks, T *vs, const krn_kv_layer &kv, int kvh,
+                                                 const int32_t *pg, int32_t j0)
 {
     using U = tile_units<HD>;
-    const __nv_bfloat16 *K = bf(kv.k), *V = bf(kv.v);
+    const T *K = hv<T>(kv.k), *V = hv<T>(kv.v);
 #pragma unroll
     for (int k = 0; k < U::PER; k++) {
         const int i = threadIdx.x + k * TC_THREADS, row = i / U::UNITS, u = i % U::UNITS;
@@ -154,17 +146,17 @@ static __device__ __forceinline__ int32_t row_tok_first(const krn_step &st, cons
     return st.dec[st.shared[(size_t)job[KRN_JOB_TOK] * KRN_SH_FIELDS + KRN_SH_DEC]];
 }
 
-template <int HD>
+template <typename T, int HD>
 static __global__ void __launch_bounds__(TC_THREADS)
-    tc_attention_kernel(krn_step st, krn_kv_layer kv, __nv_bfloat16 *__restrict__ out,
+    tc_attention_kernel(krn_step st, krn_kv_layer kv, T *__restrict__ out,
                         float *__restrict__ part_o, float *__restrict__ part_lse,
                         const float *__restrict__ q, const float *__restrict__ inv_freq, int n_head,
                         float scale_log2, int n_slots)
 {
     extern __shared__ __align__(128) unsigned char smem_raw[];
-    __nv_bfloat16 *qs = reinterpret_cast<__nv_bfloat16 *>(smem_raw);
-    __nv_bfloat16 *ks = qs + TC_ROWS * HD; // [2][TC_KEYS * HD]
-    __nv_bfloat16 *vs = ks + 2 * TC_KEYS * HD;
+    T *qs = reinterpret_cast<T *>(smem_raw);
+    T *ks = qs + TC_ROWS * HD; // [2][TC_KEYS * HD]
+    T *vs = ks + 2 * TC_KEYS * HD;
     __shared__ int32_t row_tok[TC_ROWS], row_lim[TC_ROWS], row_aux[TC_ROWS];
     __shared__ float row_rot[TC_ROWS];
 
@@ -250,7 +242,7 @@ static __global__ void __launch_bounds__(TC_THREADS)
             row_lim[r] = lim;
         }
         __syncthreads();
-        // Stage the rotated, scaled queries as bf16.
+        // Stage the rotated, scaled queries as T.
         for (int i = threadIdx.x; i < TC_ROWS * (HD / 2); i += TC_THREADS) {
             const int r = i / (HD / 2), e = i % (HD / 2);
             const int32_t t = row_tok[r];
@@ -265,13 +257,13 @@ static __global__ void __launch_bounds__(TC_THREADS)
                 x1 = a * scale_log2;
                 x2 = b * scale_log2;
             }
-            qs[swz<HD>(r, e)] = __float2bfloat16_rn(x1);
-            qs[swz<HD>(r, e + HD / 2)] = __float2bfloat16_rn(x2);
+            qs[swz<HD>(r, e)] = from_f32<T>(x1);
+            qs[swz<HD>(r, e + HD / 2)] = from_f32<T>(x2);
         }
         const int32_t n_tiles = (L.hi - L.lo + TC_KEYS - 1) / TC_KEYS;
         int32_t pg[tile_units<HD>::PER];
         tile_pages<HD>(pg, kv, L.pages, L.lo, L.hi);
-        load_tile<HD>(ks, vs, kv, kvh, pg, L.lo);
+        load_tile<T, HD>(ks, vs, kv, kvh, pg, L.lo);
         if (n_tiles > 1)
             tile_pages<HD>(pg, kv, L.pages, L.lo + TC_KEYS, L.hi);
         __syncthreads();
@@ -290,8 +282,8 @@ static __global__ void __launch_bounds__(TC_THREADS)
             const int32_t j0 = L.lo + it * TC_KEYS;
             const int stage = it & 1;
             if (it + 1 < n_tiles) {
-                load_tile<HD>(ks + (stage ^ 1) * TC_KEYS * HD, vs + (stage ^ 1) * TC_KEYS * HD, kv,
-                              kvh, pg, j0 + TC_KEYS);
+                load_tile<T, HD>(ks + (stage ^ 1) * TC_KEYS * HD, vs + (stage ^ 1) * TC_KEYS * HD,
+                                 kv, kvh, pg, j0 + TC_KEYS);
                 if (it + 2 < n_tiles) // the ids of the tile after, read while this one computes
                     tile_pages<HD>(pg, kv, L.pages, j0 + 2 * TC_KEYS, L.hi);
                 asm volatile("cp.async.wait_group 1;\n" ::);
@@ -299,7 +291,7 @@ static __global__ void __launch_bounds__(TC_THREADS)
                 asm volatile("cp.async.wait_group 0;\n" ::);
             }
             __syncthreads();
-            const __nv_bfloat16 *kt = ks + stage * TC_KEYS * HD, *vt = vs + stage * TC_KEYS * HD;
+            const T *kt = ks + stage * TC_KEYS * HD, *vt = vs + stage * TC_KEYS * HD;
             if (!busy) {
                 __syncthreads(); // keep the block's barriers in step
                 continue;
@@ -317,8 +309,8 @@ static __global__ void __launch_bounds__(TC_THREADS)
                     uint32_t b[4];
                     const int key = np * 16 + (lane & 7) + ((lane >> 4) << 3);
                     ldsm_x4(b, kt + swz<HD>(key, kk * 16 + ((lane >> 3) & 1) * 8));
-                    mma16816(s[2 * np], qf[kk], b[0], b[1]);
-                    mma16816(s[2 * np + 1], qf[kk], b[2], b[3]);
+                    mma16816<T>(s[2 * np], qf[kk], b[0], b[1]);
+                    mma16816<T>(s[2 * np + 1], qf[kk], b[2], b[3]);
                 }
             }
             // Mask (only a tile that reaches past some row's last key),
@@ -374,17 +366,17 @@ static __global__ void __launch_bounds__(TC_THREADS)
             // O += P V.
 #pragma unroll
             for (int kk = 0; kk < TC_KEYS / 16; kk++) {
-                uint32_t a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]),
-                                 pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                                 pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                 pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+                uint32_t a[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]),
+                                 pack2<T>(s[2 * kk][2], s[2 * kk][3]),
+                                 pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                 pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
                 for (int dp = 0; dp < HD / 16; dp++) {
                     uint32_t b[4];
                     const int key = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
                     ldsm_x4_t(b, vt + swz<HD>(key, dp * 16 + (lane >> 4) * 8));
-                    mma16816(o[2 * dp], a, b[0], b[1]);
-                    mma16816(o[2 * dp + 1], a, b[2], b[3]);
+                    mma16816<T>(o[2 * dp], a, b[0], b[1]);
+                    mma16816<T>(o[2 * dp + 1], a, b[2], b[3]);
                 }
             }
             __syncthreads(); // this stage is consumed before the next load refills it
@@ -418,12 +410,12 @@ static __global__ void __launch_bounds__(TC_THREADS)
             if (lane % 4 == 0)
                 part_lse[slot] = l[h] > 0.0f ? m[h] + log2f(l[h]) : -INFINITY;
         } else {
-            __nv_bfloat16 *orow = out + ((size_t)t * n_head + head) * HD;
+            T *orow = out + ((size_t)t * n_head + head) * HD;
 #pragma unroll
             for (int i = 0; i < HD / 8; i++) {
                 const int d = i * 8 + 2 * (lane % 4);
-                *reinterpret_cast<__nv_bfloat162 *>(orow + d) =
-                    __floats2bfloat162_rn(o[i][2 * h] * inv, o[i][2 * h + 1] * inv);
+                *reinterpret_cast<uint32_t *>(orow + d) =
+                    pack2<T>(o[i][2 * h] * inv, o[i][2 * h + 1] * inv);
             }
         }
     }
@@ -431,26 +423,26 @@ static __global__ void __launch_bounds__(TC_THREADS)
 
 template <int HD> static size_t tc_smem_bytes(void)
 {
-    return (size_t)(TC_ROWS + 4 * TC_KEYS) * HD * sizeof(__nv_bfloat16);
+    return (size_t)(TC_ROWS + 4 * TC_KEYS) * HD * sizeof(krn_half);
 }
 
-template <int HD>
-static bi_status tc_launch(const krn_step *step, const krn_kv_layer &kv, krn_bf16 *out,
+template <typename T, int HD>
+static bi_status tc_launch(const krn_step *step, const krn_kv_layer &kv, krn_half *out,
                            float *part_o, float *part_lse, const float *q, const float *inv_freq,
                            int n_head, float scale, int n_slots, cudaStream_t stream)
 {
     const size_t smem = tc_smem_bytes<HD>();
     static bool configured; // the attribute is per function, set once per process
     if (!configured) {
-        if (cudaFuncSetAttribute(tc_attention_kernel<HD>,
+        if (cudaFuncSetAttribute(tc_attention_kernel<T, HD>,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  (int)smem) != cudaSuccess)
             return BI_DEVICE;
         configured = true;
     }
     dim3 grid((unsigned)step->n_jobs, (unsigned)kv.n_kv_head);
-    tc_attention_kernel<HD>
-        <<<grid, TC_THREADS, smem, stream>>>(*step, kv, bf(out), part_o, part_lse, q, inv_freq,
+    tc_attention_kernel<T, HD>
+        <<<grid, TC_THREADS, smem, stream>>>(*step, kv, hv<T>(out), part_o, part_lse, q, inv_freq,
                                              n_head, scale * 1.4426950408889634f, n_slots);
     return krn_launched();
 }
@@ -467,7 +459,7 @@ extern "C" int krn_attn_tc_tokens(int n_head, int n_kv_head)
     return TC_ROWS / (n_head / n_kv_head);
 }
 
-extern "C" bi_status krn_tc_attention(const krn_step *step, krn_kv_layer kv, krn_bf16 *out,
+extern "C" bi_status krn_tc_attention(const krn_step *step, krn_kv_layer kv, krn_half *out,
                                       float *part_o, float *part_lse, const float *q,
                                       const float *inv_freq, int n_head, float scale, int n_slots,
                                       cudaStream_t stream)
@@ -476,9 +468,12 @@ extern "C" bi_status krn_tc_attention(const krn_step *step, krn_kv_layer kv, krn
         return BI_INVALID_ARGUMENT;
     if (step->n_jobs <= 0)
         return BI_OK;
-    if (kv.head_dim == 64)
-        return tc_launch<64>(step, kv, out, part_o, part_lse, q, inv_freq, n_head, scale, n_slots,
-                             stream);
-    return tc_launch<128>(step, kv, out, part_o, part_lse, q, inv_freq, n_head, scale, n_slots,
-                          stream);
+    return krn_dispatch(kv.dtype, [&](auto t) {
+        using T = decltype(t);
+        if (kv.head_dim == 64)
+            return tc_launch<T, 64>(step, kv, out, part_o, part_lse, q, inv_freq, n_head, scale,
+                                    n_slots, stream);
+        return tc_launch<T, 128>(step, kv, out, part_o, part_lse, q, inv_freq, n_head, scale,
+                                 n_slots, stream);
+    });
 }

@@ -1,26 +1,33 @@
 // elem.cu - elementwise ops of the forward pass: embedding gather, fp32 ->
-// bf16 conversion, residual add, bias add, SwiGLU, and the splitting of
-// fused projections.
+// 16-bit conversion, residual add, bias add, SwiGLU, and the splitting of
+// fused projections. Kernels with 16-bit storage are templated on its type
+// (__nv_bfloat16 or __half); math is fp32.
 #include "cuda/krn_cuda_internal.cuh"
 #include "cuda/krn_elem.h"
 
-static __global__ void embed_kernel(float *__restrict__ x, const __nv_bfloat16 *__restrict__ table,
+template <typename T>
+static __global__ void embed_kernel(float *__restrict__ x, const T *__restrict__ table,
                                     const int32_t *__restrict__ tokens, int n, int d)
 {
     size_t total = (size_t)n * d;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
         size_t t = i / d, e = i % d;
-        x[i] = __bfloat162float(table[(size_t)tokens[t] * d + e]);
+        x[i] = to_f32(table[(size_t)tokens[t] * d + e]);
     }
 }
 
-static __global__ void to_bf16_kernel(__nv_bfloat16 *__restrict__ y, const float *__restrict__ x,
-                                      size_t n)
+template <typename T>
+static __global__ void to_half_kernel(T *__restrict__ y, const float *__restrict__ x, size_t n,
+                                      unsigned *__restrict__ overflow)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
-        y[i] = __float2bfloat16_rn(x[i]);
+         i += (size_t)gridDim.x * blockDim.x) {
+        const T r = from_f32<T>(x[i]);
+        y[i] = r;
+        if (overflow && isinf(to_f32(r)) && isfinite(x[i]))
+            atomicAdd(overflow, 1u); // rare: a load that overflows is refused or redone
+    }
 }
 
 static __global__ void add_kernel(float *__restrict__ x, const float *__restrict__ y, size_t n)
@@ -38,14 +45,14 @@ static __global__ void add_bias_kernel(float *__restrict__ y, const float *__res
         y[i] += bias[i % N];
 }
 
-static __global__ void silu_mul_kernel(__nv_bfloat16 *__restrict__ out,
-                                       const float *__restrict__ gate, const float *__restrict__ up,
-                                       size_t n)
+template <typename T>
+static __global__ void silu_mul_kernel(T *__restrict__ out, const float *__restrict__ gate,
+                                       const float *__restrict__ up, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float g = gate[i];
-        out[i] = __float2bfloat16_rn(g / (1.0f + expf(-g)) * up[i]);
+        out[i] = from_f32<T>(g / (1.0f + expf(-g)) * up[i]);
     }
 }
 
@@ -75,22 +82,24 @@ static __global__ void split3_kernel(float *__restrict__ o0, float *__restrict__
 }
 
 // out[m][i] = silu(y[m][i]) * y[m][ff + i]: SwiGLU over a fused gate|up row.
-static __global__ void silu_mul_cat_kernel(__nv_bfloat16 *__restrict__ out,
-                                           const float *__restrict__ y, int M, int ff)
+template <typename T>
+static __global__ void silu_mul_cat_kernel(T *__restrict__ out, const float *__restrict__ y, int M,
+                                           int ff)
 {
     const size_t total = (size_t)M * ff;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
         const size_t m = i / ff, c = i % ff;
         const float g = y[m * 2 * ff + c];
-        out[i] = __float2bfloat16_rn(g / (1.0f + expf(-g)) * y[m * 2 * ff + ff + c]);
+        out[i] = from_f32<T>(g / (1.0f + expf(-g)) * y[m * 2 * ff + ff + c]);
     }
 }
 
 // silu_mul_cat over four columns per thread (ff % 4 == 0): 16-byte loads,
 // one 8-byte store.
-static __global__ void silu_mul_cat4_kernel(__nv_bfloat16 *__restrict__ out,
-                                            const float *__restrict__ y, int M, int ff)
+template <typename T>
+static __global__ void silu_mul_cat4_kernel(T *__restrict__ out, const float *__restrict__ y, int M,
+                                            int ff)
 {
     const int q = ff / 4;
     const size_t total = (size_t)M * q;
@@ -99,26 +108,23 @@ static __global__ void silu_mul_cat4_kernel(__nv_bfloat16 *__restrict__ out,
         const size_t m = i / q, c = (i % q) * 4;
         const float4 g = *reinterpret_cast<const float4 *>(y + m * 2 * ff + c);
         const float4 u = *reinterpret_cast<const float4 *>(y + m * 2 * ff + ff + c);
-        __nv_bfloat162 lo =
-            __floats2bfloat162_rn(g.x / (1.0f + expf(-g.x)) * u.x, g.y / (1.0f + expf(-g.y)) * u.y);
-        __nv_bfloat162 hi =
-            __floats2bfloat162_rn(g.z / (1.0f + expf(-g.z)) * u.z, g.w / (1.0f + expf(-g.w)) * u.w);
         uint2 v;
-        v.x = *reinterpret_cast<uint32_t *>(&lo);
-        v.y = *reinterpret_cast<uint32_t *>(&hi);
+        v.x = pack2<T>(g.x / (1.0f + expf(-g.x)) * u.x, g.y / (1.0f + expf(-g.y)) * u.y);
+        v.y = pack2<T>(g.z / (1.0f + expf(-g.z)) * u.z, g.w / (1.0f + expf(-g.w)) * u.w);
         *reinterpret_cast<uint2 *>(out + m * ff + c) = v;
     }
 }
 
-// silu_mul_cat over a bf16 gate|up, eight columns per thread where ff % 8 == 0
-// (16-byte loads), else one.
+// silu_mul_cat over a 16-bit gate|up, eight columns per thread where
+// ff % 8 == 0 (16-byte loads), else one.
 static __device__ __forceinline__ float silu_mul1(float g, float u)
 {
     return g / (1.0f + expf(-g)) * u;
 }
 
-static __global__ void silu_mul_cat_h_kernel(__nv_bfloat16 *__restrict__ out,
-                                             const __nv_bfloat16 *__restrict__ y, int M, int ff)
+template <typename T>
+static __global__ void silu_mul_cat_h_kernel(T *__restrict__ out, const T *__restrict__ y, int M,
+                                             int ff)
 {
     const bool vec = ff % 8 == 0;
     const int w = vec ? 8 : 1, q = ff / w;
@@ -126,23 +132,20 @@ static __global__ void silu_mul_cat_h_kernel(__nv_bfloat16 *__restrict__ out,
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
         const size_t m = i / q, c = (i % q) * w;
-        const __nv_bfloat16 *g = y + m * 2 * ff + c, *u = g + ff;
+        const T *g = y + m * 2 * ff + c, *u = g + ff;
         if (vec) {
-            uint4 gv = *reinterpret_cast<const uint4 *>(g),
-                  uv = *reinterpret_cast<const uint4 *>(u);
-            const __nv_bfloat162 *g2 = reinterpret_cast<const __nv_bfloat162 *>(&gv),
-                                 *u2 = reinterpret_cast<const __nv_bfloat162 *>(&uv);
-            uint4 ov;
-            __nv_bfloat162 *o2 = reinterpret_cast<__nv_bfloat162 *>(&ov);
+            const uint4 gv = *reinterpret_cast<const uint4 *>(g),
+                        uv = *reinterpret_cast<const uint4 *>(u);
+            const uint32_t gw[4] = {gv.x, gv.y, gv.z, gv.w}, uw[4] = {uv.x, uv.y, uv.z, uv.w};
+            uint32_t ow[4];
 #pragma unroll
             for (int k = 0; k < 4; k++) {
-                float2 a = __bfloat1622float2(g2[k]), b = __bfloat1622float2(u2[k]);
-                o2[k] = __floats2bfloat162_rn(silu_mul1(a.x, b.x), silu_mul1(a.y, b.y));
+                const float2 a = unpack2<T>(gw[k]), b = unpack2<T>(uw[k]);
+                ow[k] = pack2<T>(silu_mul1(a.x, b.x), silu_mul1(a.y, b.y));
             }
-            *reinterpret_cast<uint4 *>(out + m * ff + c) = ov;
+            *reinterpret_cast<uint4 *>(out + m * ff + c) = make_uint4(ow[0], ow[1], ow[2], ow[3]);
         } else {
-            out[m * ff + c] =
-                __float2bfloat16_rn(silu_mul1(__bfloat162float(*g), __bfloat162float(*u)));
+            out[m * ff + c] = from_f32<T>(silu_mul1(to_f32(*g), to_f32(*u)));
         }
     }
 }
@@ -201,7 +204,7 @@ extern "C" bi_status krn_split3(float *o0, float *o1, float *o2, const float *y,
     return krn_launched();
 }
 
-extern "C" bi_status krn_silu_mul_cat(krn_bf16 *out, const float *y, int M, int ff,
+extern "C" bi_status krn_silu_mul_cat(krn_half *out, const float *y, int M, int ff, krn_dtype dt,
                                       cudaStream_t stream)
 {
     if (M < 0 || ff < 0)
@@ -209,31 +212,44 @@ extern "C" bi_status krn_silu_mul_cat(krn_bf16 *out, const float *y, int M, int 
     size_t n = (size_t)M * ff;
     if (n == 0)
         return BI_OK;
-    if (ff % 4 == 0 && ((uintptr_t)y | (uintptr_t)out) % 16 == 0)
-        silu_mul_cat4_kernel<<<krn_blocks(n / 4, THREADS), THREADS, 0, stream>>>(bf(out), y, M, ff);
-    else
-        silu_mul_cat_kernel<<<krn_blocks(n, THREADS), THREADS, 0, stream>>>(bf(out), y, M, ff);
-    return krn_launched();
+    return krn_dispatch(dt, [&](auto t) {
+        using T = decltype(t);
+        if (ff % 4 == 0 && ((uintptr_t)y | (uintptr_t)out) % 16 == 0)
+            silu_mul_cat4_kernel<T>
+                <<<krn_blocks(n / 4, THREADS), THREADS, 0, stream>>>(hv<T>(out), y, M, ff);
+        else
+            silu_mul_cat_kernel<T>
+                <<<krn_blocks(n, THREADS), THREADS, 0, stream>>>(hv<T>(out), y, M, ff);
+        return krn_launched();
+    });
 }
 
-extern "C" bi_status krn_embed(float *x, const krn_bf16 *table, const int32_t *tokens, int n, int d,
-                               cudaStream_t stream)
+extern "C" bi_status krn_embed(float *x, const krn_half *table, const int32_t *tokens, int n, int d,
+                               krn_dtype dt, cudaStream_t stream)
 {
     if (n < 0 || d < 0)
         return BI_INVALID_ARGUMENT;
     if (n == 0 || d == 0)
         return BI_OK;
     size_t total = (size_t)n * d;
-    embed_kernel<<<krn_blocks(total, THREADS), THREADS, 0, stream>>>(x, bf(table), tokens, n, d);
-    return krn_launched();
+    return krn_dispatch(dt, [&](auto t) {
+        using T = decltype(t);
+        embed_kernel<T>
+            <<<krn_blocks(total, THREADS), THREADS, 0, stream>>>(x, hv<T>(table), tokens, n, d);
+        return krn_launched();
+    });
 }
 
-extern "C" bi_status krn_f32_to_bf16(krn_bf16 *y, const float *x, size_t n, cudaStream_t stream)
+extern "C" bi_status krn_f32_to_half(krn_half *y, const float *x, size_t n, unsigned *overflow,
+                                     krn_dtype dt, cudaStream_t stream)
 {
     if (n == 0)
         return BI_OK;
-    to_bf16_kernel<<<krn_blocks(n, THREADS), THREADS, 0, stream>>>(bf(y), x, n);
-    return krn_launched();
+    return krn_dispatch(dt, [&](auto t) {
+        using T = decltype(t);
+        to_half_kernel<T><<<krn_blocks(n, THREADS), THREADS, 0, stream>>>(hv<T>(y), x, n, overflow);
+        return krn_launched();
+    });
 }
 
 extern "C" bi_status krn_add(float *x, const float *y, size_t n, cudaStream_t stream)
@@ -255,17 +271,20 @@ extern "C" bi_status krn_add_bias(float *y, const float *bias, int M, int N, cud
     return krn_launched();
 }
 
-extern "C" bi_status krn_silu_mul(krn_bf16 *out, const float *gate, const float *up, size_t n,
-                                  cudaStream_t stream)
+extern "C" bi_status krn_silu_mul(krn_half *out, const float *gate, const float *up, size_t n,
+                                  krn_dtype dt, cudaStream_t stream)
 {
     if (n == 0)
         return BI_OK;
-    silu_mul_kernel<<<krn_blocks(n, THREADS), THREADS, 0, stream>>>(bf(out), gate, up, n);
-    return krn_launched();
+    return krn_dispatch(dt, [&](auto t) {
+        using T = decltype(t);
+        silu_mul_kernel<T><<<krn_blocks(n, THREADS), THREADS, 0, stream>>>(hv<T>(out), gate, up, n);
+        return krn_launched();
+    });
 }
 
-extern "C" bi_status krn_silu_mul_cat_h(krn_bf16 *out, const krn_bf16 *y, int M, int ff,
-                                        cudaStream_t stream)
+extern "C" bi_status krn_silu_mul_cat_h(krn_half *out, const krn_half *y, int M, int ff,
+                                        krn_dtype dt, cudaStream_t stream)
 {
     if (M < 0 || ff < 0)
         return BI_INVALID_ARGUMENT;
@@ -274,7 +293,10 @@ extern "C" bi_status krn_silu_mul_cat_h(krn_bf16 *out, const krn_bf16 *y, int M,
         return BI_OK;
     if (ff % 8 == 0 && ((uintptr_t)y | (uintptr_t)out) % 16)
         return BI_INVALID_ARGUMENT; // the 16-byte loads need aligned rows
-    silu_mul_cat_h_kernel<<<krn_blocks(ff % 8 ? n : n / 8, THREADS), THREADS, 0, stream>>>(
-        bf(out), bf(y), M, ff);
-    return krn_launched();
+    return krn_dispatch(dt, [&](auto t) {
+        using T = decltype(t);
+        silu_mul_cat_h_kernel<T><<<krn_blocks(ff % 8 ? n : n / 8, THREADS), THREADS, 0, stream>>>(
+            hv<T>(out), hv<T>(y), M, ff);
+        return krn_launched();
+    });
 }

@@ -1,7 +1,9 @@
-// gemv.cu - projections of a few rows (decode steps) that stream the bf16
+// gemv.cu - projections of a few rows (decode steps) that stream the 16-bit
 // weights once through the tensor cores, with fused prologue (RMSNorm of the
 // input) and epilogues (bias, residual add, SwiGLU, QK-norm + RoPE + paged KV
-// write). See krn_gemv.h for the contract.
+// write). See krn_gemv.h for the contract. The kernel is templated on the
+// 16-bit type E (bf16 or fp16: weights, staged input, 16-bit outputs and KV);
+// sums and epilogues are fp32.
 //
 // Layout of the work. A warp multiplies one tile of 16 weight rows by the
 // block's staged input over a range of K with mma.m16n8k16 (A = weights,
@@ -32,18 +34,18 @@
 enum { EPI_F32, EPI_ADD, EPI_SWIGLU, EPI_QKV };
 
 struct gemv_p {
-    const __nv_bfloat16 *w0, *w1, *w2; // weight segments (see tile_rows)
-    const void *x;                     // [M][K]: fp32 when norm, else bf16
-    const float *norm;                 // RMSNorm weight of the input, NULL: none
+    const krn_half *w0, *w1, *w2; // weight segments (see tile_rows), of the kernel's E
+    const void *x;                // [M][K]: fp32 when norm, else E
+    const float *norm;            // RMSNorm weight of the input, NULL: none
     float eps;
     int M, K, rows;  // rows: output columns (N, ff, or the q|k|v rows)
     int epi, tiles;  // epilogue, tiles per group
     int groups;      // groups of tiles
     int ksplit, cps; // slices of K, chunks per slice
-    int stride;      // staged input row (bf16 elements)
+    int stride;      // staged input row (16-bit elements)
     float *y;        // F32/ADD: [M][rows]; QKV: q [M][nh * hd]
     const float *bias;
-    __nv_bfloat16 *y16; // SWIGLU: [M][rows]
+    krn_half *y16; // SWIGLU: [M][rows], E
     const float *bq, *bk, *bv, *qn, *kn, *inv_freq;
     int nh, nkv, hd;
     krn_step st;
@@ -76,15 +78,6 @@ static __device__ __forceinline__ uint4 ld_stream(const void *p)
     return r;
 }
 
-static __device__ __forceinline__ void mma_bf16(float (&c)[4], uint32_t a0, uint32_t a1,
-                                                uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
-                 "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
 static __device__ __forceinline__ float warp_sum(float s)
 {
 #pragma unroll
@@ -93,8 +86,9 @@ static __device__ __forceinline__ float warp_sum(float s)
     return s;
 }
 
-// Row 0 of tile t of group g, and how many of its 16 rows exist.
-static __device__ const __nv_bfloat16 *tile_rows(const gemv_p &p, int g, int t, int *valid)
+// Row 0 of tile t of group g, and how many of its 16 rows exist (16-bit
+// elements of either type: only addresses are computed here).
+static __device__ const krn_half *tile_rows(const gemv_p &p, int g, int t, int *valid)
 {
     if (p.epi == EPI_SWIGLU) { // tiles [0, half): gate rows; [half, tiles): the same up rows
         const int half = p.tiles / 2, r = (g * half + t % half) * 16;
@@ -126,7 +120,7 @@ static __device__ unit unit_at(const gemv_p &p, int g, int u, int wp, int c0, in
                                int lr)
 {
     int valid;
-    const __nv_bfloat16 *w = tile_rows(p, g, u / wp, &valid);
+    const krn_half *w = tile_rows(p, g, u / wp, &valid);
     unit q;
     q.va = lr < valid;
     q.vb = lr + 8 < valid;
@@ -153,11 +147,10 @@ static __device__ __forceinline__ void load_stage(uint4 (&wa)[U], uint4 (&wb)[U]
     }
 }
 
-template <int NT>
-static __device__ __forceinline__ void mma_stage(float (&acc)[NT][4], const uint4 (&wa)[U],
-                                                 const uint4 (&wb)[U],
-                                                 const __nv_bfloat16 *__restrict__ sx, int stride,
-                                                 int M, int c, int c0, int k1, int lr, int lc)
+template <typename E, int NT>
+static __device__ __forceinline__ void
+mma_stage(float (&acc)[NT][4], const uint4 (&wa)[U], const uint4 (&wb)[U], const E *__restrict__ sx,
+          int stride, int M, int c, int c0, int k1, int lr, int lc)
 {
 #pragma unroll
     for (int i = 0; i < U; i++) {
@@ -168,17 +161,18 @@ static __device__ __forceinline__ void mma_stage(float (&acc)[NT][4], const uint
         for (int nt = 0; nt < NT; nt++) {
             const int n = min(nt * 8 + lr, M - 1); // tokens past M: any finite column
             const uint4 xv = *reinterpret_cast<const uint4 *>(sx + (size_t)n * stride + kk);
-            mma_bf16(acc[nt], wa[i].x, wb[i].x, wa[i].y, wb[i].y, xv.x, xv.y);
-            mma_bf16(acc[nt], wa[i].z, wb[i].z, wa[i].w, wb[i].w, xv.z, xv.w);
+            mma16816<E>(acc[nt], wa[i].x, wb[i].x, wa[i].y, wb[i].y, xv.x, xv.y);
+            mma16816<E>(acc[nt], wa[i].z, wb[i].z, wa[i].w, wb[i].w, xv.z, xv.w);
         }
     }
 }
 
 // Stages 8-element groups [first, n8) step `step` of token m's slice (from
-// element kb) as bf16, scaled by the norm weight when there is one; returns
-// the sum of squares of the raw inputs it read. Past K: zeros.
-static __device__ float stage_row(const gemv_p &p, __nv_bfloat16 *sx, int m, int kb, int n8,
-                                  int first, int step)
+// element kb) as E, scaled by the norm weight when there is one; returns the
+// sum of squares of the raw inputs it read. Past K: zeros.
+template <typename E>
+static __device__ float stage_row(const gemv_p &p, E *sx, int m, int kb, int n8, int first,
+                                  int step)
 {
     float ss = 0.0f;
     for (int j = first; j < n8; j += step) {
@@ -192,14 +186,12 @@ static __device__ float stage_row(const gemv_p &p, __nv_bfloat16 *sx, int m, int
                 const float4 x0 = xr[0], x1 = xr[1], w0 = wr[0], w1 = wr[1];
                 ss += x0.x * x0.x + x0.y * x0.y + x0.z * x0.z + x0.w * x0.w + x1.x * x1.x +
                       x1.y * x1.y + x1.z * x1.z + x1.w * x1.w;
-                __nv_bfloat162 h[4] = {__floats2bfloat162_rn(x0.x * w0.x, x0.y * w0.y),
-                                       __floats2bfloat162_rn(x0.z * w0.z, x0.w * w0.w),
-                                       __floats2bfloat162_rn(x1.x * w1.x, x1.y * w1.y),
-                                       __floats2bfloat162_rn(x1.z * w1.z, x1.w * w1.w)};
-                o = *reinterpret_cast<const uint4 *>(h);
+                o = make_uint4(
+                    pack2<E>(x0.x * w0.x, x0.y * w0.y), pack2<E>(x0.z * w0.z, x0.w * w0.w),
+                    pack2<E>(x1.x * w1.x, x1.y * w1.y), pack2<E>(x1.z * w1.z, x1.w * w1.w));
             } else {
-                o = *reinterpret_cast<const uint4 *>(static_cast<const __nv_bfloat16 *>(p.x) +
-                                                     (size_t)m * p.K + k);
+                o = *reinterpret_cast<const uint4 *>(static_cast<const E *>(p.x) + (size_t)m * p.K +
+                                                     k);
             }
         }
         *reinterpret_cast<uint4 *>(sx + (size_t)m * p.stride + 8 * j) = o;
@@ -209,8 +201,9 @@ static __device__ float stage_row(const gemv_p &p, __nv_bfloat16 *sx, int m, int
 
 // Stages the block's slice of every token's input; ssq[m] = the slice's sum
 // of squares (deterministic: fixed warp per part, fixed order).
-static __device__ void stage_input(const gemv_p &p, __nv_bfloat16 *sx, float *ssq, float *ssw,
-                                   int c0, int c1, int warp, int lane)
+template <typename E>
+static __device__ void stage_input(const gemv_p &p, E *sx, float *ssq, float *ssw, int c0, int c1,
+                                   int warp, int lane)
 {
     const int kb = c0 * 32, n8 = (c1 - c0) * 4;
     if (p.M >= WARPS) {
@@ -244,6 +237,7 @@ static __device__ __forceinline__ float inv_rms(const gemv_p &p, const float *ss
 
 // Head h's epilogue (one warp per token): bias, QK-norm, then q out (fp32,
 // unrotated), k rotated into its page, v into its page.
+template <typename E>
 static __device__ void qkv_epilogue(const gemv_p &p, int h, const float *grp, const float *ssq,
                                     int warp, int lane)
 {
@@ -279,12 +273,12 @@ static __device__ void qkv_epilogue(const gemv_p &p, int h, const float *grp, co
         const int32_t page = p.st.pages[seq[KRN_SEQ_TAIL_PAGES] + idx / p.kv.page_size];
         const size_t dst = kv_offset(p.kv, page, hh, idx % p.kv.page_size);
         if (kind == 2) {
-            __nv_bfloat16 *V = bf(p.kv.v) + dst;
+            E *V = hv<E>(p.kv.v) + dst;
             for (int i = lane; i < hd; i += 32)
-                V[i] = __float2bfloat16_rn(gm[i] * inv + (bias ? bias[i] : 0.0f));
+                V[i] = from_f32<E>(gm[i] * inv + (bias ? bias[i] : 0.0f));
             continue;
         }
-        __nv_bfloat16 *K = bf(p.kv.k) + dst;
+        E *K = hv<E>(p.kv.k) + dst;
         const float pos = (float)p.st.tok_pos[m];
         for (int i = lane; i < half; i += 32) {
             float x1 = gm[i] * inv + (bias ? bias[i] : 0.0f);
@@ -294,18 +288,19 @@ static __device__ void qkv_epilogue(const gemv_p &p, int h, const float *grp, co
                 x2 = x2 * r * nw[i + half];
             }
             rope_pair(x1, x2, pos, p.inv_freq[i]);
-            K[i] = __float2bfloat16_rn(x1);
-            K[i + half] = __float2bfloat16_rn(x2);
+            K[i] = from_f32<E>(x1);
+            K[i + half] = from_f32<E>(x2);
         }
     }
 }
 
 // grp [M][R] (raw sums) -> the outputs.
+template <typename E>
 static __device__ void epilogue(const gemv_p &p, int g, const float *grp, const float *ssq, int R,
                                 int warp, int lane)
 {
     if (p.epi == EPI_QKV) {
-        qkv_epilogue(p, g, grp, ssq, warp, lane);
+        qkv_epilogue<E>(p, g, grp, ssq, warp, lane);
         return;
     }
     if (p.epi == EPI_SWIGLU) {
@@ -316,7 +311,7 @@ static __device__ void epilogue(const gemv_p &p, int g, const float *grp, const 
                 continue;
             const float inv = inv_rms(p, ssq, m);
             const float gt = grp[m * R + r] * inv, up = grp[m * R + half + r] * inv;
-            p.y16[(size_t)m * p.rows + f] = __float2bfloat16_rn(gt / (1.0f + expf(-gt)) * up);
+            hv<E>(p.y16)[(size_t)m * p.rows + f] = from_f32<E>(gt / (1.0f + expf(-gt)) * up);
         }
         return;
     }
@@ -386,7 +381,8 @@ static __device__ bool finish_split(const gemv_p &p, const item &c, float *grp, 
 // block per SM leaves room on each SM for the next kernel's block, which
 // under PDL loads its first weights while this one finishes). The first
 // stage of the next item is loaded before this item's sums are reduced.
-template <int NT> static __global__ void __launch_bounds__(THREADS, 2) gemv_kernel(const gemv_p p)
+template <typename E, int NT>
+static __global__ void __launch_bounds__(THREADS, 2) gemv_kernel(const gemv_p p)
 {
     extern __shared__ __align__(16) char smem[];
     __shared__ float ssw[WARPS];
@@ -394,7 +390,7 @@ template <int NT> static __global__ void __launch_bounds__(THREADS, 2) gemv_kern
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, lr = lane >> 2, lc = lane & 3;
     const int T = p.tiles, wp = T >= WARPS ? 1 : WARPS / T, units = T * wp;
     const int R = T * 16, CW = NT * 8, n_items = p.groups * p.ksplit;
-    __nv_bfloat16 *sx = reinterpret_cast<__nv_bfloat16 *>(smem);
+    E *sx = reinterpret_cast<E *>(smem);
     float *red = reinterpret_cast<float *>(smem + (size_t)p.M * p.stride * 2);
     float *grp = red + (size_t)units * 16 * CW;
     float *ssq = grp + (size_t)p.M * R; // this slice's sums of squares
@@ -425,7 +421,7 @@ template <int NT> static __global__ void __launch_bounds__(THREADS, 2) gemv_kern
             for (int c = q.k0; c < q.k1; c += U) {
                 if (c != q.k0 || u != warp)
                     load_stage(wa, wb, q, c, p.K, lc);
-                mma_stage<NT>(acc, wa, wb, sx, p.stride, p.M, c, cur.c0, q.k1, lr, lc);
+                mma_stage<E, NT>(acc, wa, wb, sx, p.stride, p.M, c, cur.c0, q.k1, lr, lc);
             }
             float *r = red + (size_t)u * 16 * CW;
 #pragma unroll
@@ -459,7 +455,7 @@ template <int NT> static __global__ void __launch_bounds__(THREADS, 2) gemv_kern
             __syncthreads();
         }
         if (mine)
-            epilogue(p, cur.g, grp, p.ksplit > 1 ? sst : ssq, R, warp, lane);
+            epilogue<E>(p, cur.g, grp, p.ksplit > 1 ? sst : ssq, R, warp, lane);
         if (next >= n_items)
             break;
         __syncthreads(); // the epilogue is done with grp; the slice may be restaged
@@ -473,11 +469,11 @@ extern "C" bool krn_gemv_supported(int M, int K)
     return M >= 1 && M <= KRN_GEMV_MAX_M && K > 0 && K % 8 == 0;
 }
 
-template <int NT>
+template <typename E, int NT>
 static cudaError_t launch_nt(const gemv_p &p, dim3 grid, size_t smem, bool pdl, cudaStream_t stream)
 {
     if (smem > 48 * 1024) {
-        cudaError_t e = cudaFuncSetAttribute(gemv_kernel<NT>,
+        cudaError_t e = cudaFuncSetAttribute(gemv_kernel<E, NT>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_MAX);
         if (e != cudaSuccess)
             return e;
@@ -492,15 +488,18 @@ static cudaError_t launch_nt(const gemv_p &p, dim3 grid, size_t smem, bool pdl, 
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
     cfg.numAttrs = pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, gemv_kernel<NT>, p);
+    return cudaLaunchKernelEx(&cfg, gemv_kernel<E, NT>, p);
 }
 
 // Chooses the slices of K (staging within shared memory; enough items that
 // about half the SMs stream at least) and the grid (every item at once, or
 // with blocks_per_sm, at most that many blocks per SM walking the items),
 // and launches.
-static bi_status gemv_launch(const krn_gemv_ws *ws, gemv_p &p, int groups, cudaStream_t stream)
+static bi_status gemv_launch(const krn_gemv_ws *ws, gemv_p &p, int groups, krn_dtype dt,
+                             cudaStream_t stream)
 {
+    if (dt != KRN_BF16 && dt != KRN_F16)
+        return BI_INVALID_ARGUMENT;
     const int NT = p.M > 8 ? 2 : 1, T = p.tiles;
     const int wp = T >= WARPS ? 1 : WARPS / T, units = T * wp;
     const int chunks = (p.K + 31) / 32;
@@ -508,7 +507,7 @@ static bi_status gemv_launch(const krn_gemv_ws *ws, gemv_p &p, int groups, cudaS
                          2 * KRN_GEMV_MAX_M * sizeof(float);
     if (fixed + (size_t)p.M * 128 * 2 > SMEM_MAX)
         return BI_UNSUPPORTED;
-    // staging of cps chunks takes M * (32 cps + 32) bf16 at most (padding included)
+    // staging of cps chunks takes M * (32 cps + 32) 16-bit values at most (padding included)
     const int max_cps = (int)((SMEM_MAX - fixed) / ((size_t)p.M * 2) / 32) - 1;
     int ksplit = (chunks + max_cps - 1) / max_cps;
     while ((long)groups * ksplit < ws->n_sm / 2 && chunks / (2 * ksplit) >= MIN_CHUNKS * wp)
@@ -534,15 +533,17 @@ static bi_status gemv_launch(const krn_gemv_ws *ws, gemv_p &p, int groups, cudaS
     p.count = ws->count;
     const size_t smem = (size_t)p.M * p.stride * 2 + fixed;
     const dim3 dgrid((unsigned)grid);
-    cudaError_t e = NT == 1 ? launch_nt<1>(p, dgrid, smem, ws->pdl, stream)
-                            : launch_nt<2>(p, dgrid, smem, ws->pdl, stream);
-    if (e != cudaSuccess)
-        return BI_DEVICE;
-    return krn_launched();
+    return krn_dispatch(dt, [&](auto t) {
+        using E = decltype(t);
+        cudaError_t e = NT == 1 ? launch_nt<E, 1>(p, dgrid, smem, ws->pdl, stream)
+                                : launch_nt<E, 2>(p, dgrid, smem, ws->pdl, stream);
+        return e != cudaSuccess ? BI_DEVICE : krn_launched();
+    });
 }
 
-extern "C" bi_status krn_gemv(const krn_gemv_ws *ws, float *y, const krn_bf16 *x, const krn_bf16 *w,
-                              const float *bias, bool add, int M, int N, int K, cudaStream_t stream)
+extern "C" bi_status krn_gemv(const krn_gemv_ws *ws, float *y, const krn_half *x, const krn_half *w,
+                              const float *bias, bool add, int M, int N, int K, krn_dtype dt,
+                              cudaStream_t stream)
 {
     if (M < 0 || N <= 0 || K <= 0)
         return BI_INVALID_ARGUMENT;
@@ -551,7 +552,7 @@ extern "C" bi_status krn_gemv(const krn_gemv_ws *ws, float *y, const krn_bf16 *x
     if (!krn_gemv_supported(M, K))
         return BI_UNSUPPORTED;
     gemv_p p = {};
-    p.w0 = bf(w);
+    p.w0 = w;
     p.x = x;
     p.M = M;
     p.K = K;
@@ -560,12 +561,12 @@ extern "C" bi_status krn_gemv(const krn_gemv_ws *ws, float *y, const krn_bf16 *x
     p.tiles = 1;
     p.y = y;
     p.bias = bias;
-    return gemv_launch(ws, p, (N + 15) / 16, stream);
+    return gemv_launch(ws, p, (N + 15) / 16, dt, stream);
 }
 
-extern "C" bi_status krn_gemv_swiglu(const krn_gemv_ws *ws, krn_bf16 *out, const float *x,
-                                     const float *norm, float eps, const krn_bf16 *w_gate,
-                                     const krn_bf16 *w_up, int M, int ff, int K,
+extern "C" bi_status krn_gemv_swiglu(const krn_gemv_ws *ws, krn_half *out, const float *x,
+                                     const float *norm, float eps, const krn_half *w_gate,
+                                     const krn_half *w_up, int M, int ff, int K, krn_dtype dt,
                                      cudaStream_t stream)
 {
     if (M < 0 || ff <= 0 || K <= 0 || !norm)
@@ -575,8 +576,8 @@ extern "C" bi_status krn_gemv_swiglu(const krn_gemv_ws *ws, krn_bf16 *out, const
     if (!krn_gemv_supported(M, K))
         return BI_UNSUPPORTED;
     gemv_p p = {};
-    p.w0 = bf(w_gate);
-    p.w1 = bf(w_up);
+    p.w0 = w_gate;
+    p.w1 = w_up;
     p.x = x;
     p.norm = norm;
     p.eps = eps;
@@ -585,8 +586,8 @@ extern "C" bi_status krn_gemv_swiglu(const krn_gemv_ws *ws, krn_bf16 *out, const
     p.rows = ff;
     p.epi = EPI_SWIGLU;
     p.tiles = 2;
-    p.y16 = bf(out);
-    return gemv_launch(ws, p, (ff + 15) / 16, stream);
+    p.y16 = out;
+    return gemv_launch(ws, p, (ff + 15) / 16, dt, stream);
 }
 
 extern "C" bi_status krn_norm_qkv_store(const krn_gemv_ws *ws, const krn_step *step,
@@ -603,9 +604,9 @@ extern "C" bi_status krn_norm_qkv_store(const krn_gemv_ws *ws, const krn_step *s
     if (!krn_gemv_supported(M, l->K) || hd <= 0 || hd % 16 || hd > KRN_GEMV_MAX_HEAD_DIM)
         return BI_UNSUPPORTED;
     gemv_p p = {};
-    p.w0 = bf(l->wq);
-    p.w1 = bf(l->wk);
-    p.w2 = bf(l->wv);
+    p.w0 = l->wq;
+    p.w1 = l->wk;
+    p.w2 = l->wv;
     p.x = x;
     p.norm = l->attn_norm;
     p.eps = l->eps;
@@ -626,5 +627,5 @@ extern "C" bi_status krn_norm_qkv_store(const krn_gemv_ws *ws, const krn_step *s
     p.hd = hd;
     p.st = *step;
     p.kv = kv;
-    return gemv_launch(ws, p, l->n_head + 2 * l->n_kv_head, stream);
+    return gemv_launch(ws, p, l->n_head + 2 * l->n_kv_head, kv.dtype, stream);
 }

@@ -9,10 +9,14 @@
  * softmax state carried across levels, fp32). GQA: one block serves every
  * query head of a KV head, so a key is read once for its whole group.
  *
+ * K, V and the attention output are 16-bit of the layer's dtype (kv.dtype,
+ * bf16 or fp16); queries, keys and values come in as fp32 and every score,
+ * softmax state and accumulator is fp32.
+ *
  * Launchers take a stream, never allocate or synchronise, check the launch
  * and return BI_DEVICE if it failed, BI_INVALID_ARGUMENT for shapes they do not
  * handle (head_dim odd or over KRN_ATTN_MAX_HEAD_DIM, n_head not a multiple of
- * n_kv_head). Device pointers, owned by the caller.
+ * n_kv_head) or an unknown dtype. Device pointers, owned by the caller.
  */
 #ifndef KRN_ATTN_H
 #define KRN_ATTN_H
@@ -32,12 +36,12 @@ extern "C" {
 #define KRN_ATTN_MAX_HEAD_DIM 256
 
 /* For every token t and kv head h: rotates k[t][h] (fp32, unrotated) at
- * tok_pos[t] and writes it and v[t][h] as bf16 at the token's tail slot
+ * tok_pos[t] and writes it and v[t][h] as kv.dtype at the token's tail slot
  * tok_idx[t] of its sequence's tail pages. inv_freq: head_dim / 2. */
 bi_status krn_rope_store_kv(const krn_step *step, krn_kv_layer kv, const float *k, const float *v,
                             const float *inv_freq, cudaStream_t stream);
 
-/* out[t][h] (bf16) = softmax-weighted V over every level of t's sequence:
+/* out[t][h] (kv.dtype) = softmax-weighted V over every level of t's sequence:
  * its segments in full, then its tail up to and including slot tok_idx[t]
  * (causal). q: [n_tokens][n_head][head_dim] fp32, unrotated.
  * The work is split as the step says: its tensor-core jobs (step->n_jobs,
@@ -54,14 +58,14 @@ bi_status krn_rope_store_kv(const krn_step *step, krn_kv_layer kv, const float *
  * jobs over their own segments and tails), and only the merge runs.
  * Other shapes use one block per (token, kv head), ignore n_split and take no
  * jobs. */
-bi_status krn_paged_attention(const krn_step *step, krn_kv_layer kv, krn_bf16 *out, const float *q,
+bi_status krn_paged_attention(const krn_step *step, krn_kv_layer kv, krn_half *out, const float *q,
                               const float *inv_freq, int n_head, float scale, int n_split,
                               int n_slots, float *part, cudaStream_t stream);
 
 /* The tensor-core jobs of a step alone (krn_paged_attention runs them first):
  * prefill tiles write out, shared jobs write part_o / part_lse (laid out as
  * krn_paged_attention's part with n_slots slots per row). */
-bi_status krn_tc_attention(const krn_step *step, krn_kv_layer kv, krn_bf16 *out, float *part_o,
+bi_status krn_tc_attention(const krn_step *step, krn_kv_layer kv, krn_half *out, float *part_o,
                            float *part_lse, const float *q, const float *inv_freq, int n_head,
                            float scale, int n_slots, cudaStream_t stream);
 /* True when the tensor-core kernel handles the shape: head_dim 64 or 128, at

@@ -1,6 +1,6 @@
 /*
- * krn_gemm.h - the projections through cuBLAS: bf16 weights and activations,
- * fp32 accumulation and fp32 output.
+ * krn_gemm.h - the projections through cuBLAS: 16-bit weights and activations
+ * (bf16 or fp16), fp32 accumulation, fp32 or 16-bit output.
  *
  * The handle must be bound to the stream the caller works on
  * (cublasSetStream). Never allocates beyond cuBLAS's own workspace, never
@@ -18,17 +18,17 @@
 extern "C" {
 #endif
 
-/* y[M][N] (fp32) = x[M][K] (bf16) . w[N][K]^T (bf16), row-major. M == 0 does
- * nothing. */
-bi_status krn_gemm_bf16(cublasHandle_t h, float *y, const krn_bf16 *x, const krn_bf16 *w, int M,
-                        int N, int K);
+/* y[M][N] (fp32) = x[M][K] . w[N][K]^T, row-major, x and w of dtype dt.
+ * M == 0 does nothing. */
+bi_status krn_gemm(cublasHandle_t h, float *y, const krn_half *x, const krn_half *w, int M, int N,
+                   int K, krn_dtype dt);
 /* y[M][N] += x . w^T (the residual add in the GEMM's epilogue). */
-bi_status krn_gemm_bf16_add(cublasHandle_t h, float *y, const krn_bf16 *x, const krn_bf16 *w, int M,
-                            int N, int K);
+bi_status krn_gemm_add(cublasHandle_t h, float *y, const krn_half *x, const krn_half *w, int M,
+                       int N, int K, krn_dtype dt);
 
-/* The same product with a bf16 output (rounded once, from fp32). */
-bi_status krn_gemm_bf16_h(cublasHandle_t h, krn_bf16 *y, const krn_bf16 *x, const krn_bf16 *w,
-                          int M, int N, int K);
+/* The same product with an output of dtype dt (rounded once, from fp32). */
+bi_status krn_gemm_h(cublasHandle_t h, krn_half *y, const krn_half *x, const krn_half *w, int M,
+                     int N, int K, krn_dtype dt);
 
 #ifdef __cplusplus
 }

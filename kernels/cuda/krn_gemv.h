@@ -1,6 +1,7 @@
 /*
  * krn_gemv.h - projections of a few rows (decode steps: M <= KRN_GEMV_MAX_M
- * tokens) that stream a bf16 weight matrix once at full bandwidth, with the
+ * tokens) that stream a 16-bit weight matrix (bf16 or fp16, the dtype dt
+ * given, or kv.dtype for the attention input) once at full bandwidth, with the
  * work around them folded in: bias, the residual add, the RMSNorm of the
  * input, SwiGLU, and for the attention input QK-norm, RoPE of K and the paged
  * KV write.
@@ -12,7 +13,7 @@
  * input too large for shared memory), each block writes its partial sums to
  * the workspace and the last block of the group to finish adds them up, in
  * slice order (results do not depend on timing), and applies the epilogue.
- * A normed input x (fp32) is staged as bf16(x * norm); the 1/rms of each row,
+ * A normed input x (fp32) is staged as dt(x * norm); the 1/rms of each row,
  * a scalar per token, is applied to the sums.
  *
  * Launchers take a stream, never allocate or synchronise, check the launch
@@ -57,21 +58,22 @@ typedef struct krn_gemv_ws {
 /* True when the kernels take M rows of K (M in 1..KRN_GEMV_MAX_M, K % 8 == 0). */
 bool krn_gemv_supported(int M, int K);
 
-/* y[m][n] (fp32) = x (bf16 [M][K]) . w[n]^T + bias[n] (bias NULL: none); with
- * add, y[m][n] += that instead (the residual add). */
-bi_status krn_gemv(const krn_gemv_ws *ws, float *y, const krn_bf16 *x, const krn_bf16 *w,
-                   const float *bias, bool add, int M, int N, int K, cudaStream_t stream);
+/* y[m][n] (fp32) = x (dt [M][K]) . w[n]^T (w of dt) + bias[n] (bias NULL:
+ * none); with add, y[m][n] += that instead (the residual add). */
+bi_status krn_gemv(const krn_gemv_ws *ws, float *y, const krn_half *x, const krn_half *w,
+                   const float *bias, bool add, int M, int N, int K, krn_dtype dt,
+                   cudaStream_t stream);
 
-/* out[m][f] (bf16) = silu(h . w_gate[f]^T) * (h . w_up[f]^T) for f < ff, with
+/* out[m][f] (dt) = silu(h . w_gate[f]^T) * (h . w_up[f]^T) for f < ff, with
  * h = rmsnorm(x (fp32 [M][K])) * norm (fused SwiGLU, norm in the prologue). */
-bi_status krn_gemv_swiglu(const krn_gemv_ws *ws, krn_bf16 *out, const float *x, const float *norm,
-                          float eps, const krn_bf16 *w_gate, const krn_bf16 *w_up, int M, int ff,
-                          int K, cudaStream_t stream);
+bi_status krn_gemv_swiglu(const krn_gemv_ws *ws, krn_half *out, const float *x, const float *norm,
+                          float eps, const krn_half *w_gate, const krn_half *w_up, int M, int ff,
+                          int K, krn_dtype dt, cudaStream_t stream);
 
 /* One layer's attention input for the step's M tokens. */
 typedef struct krn_qkv_layer {
     const float *attn_norm;       /* [K] */
-    const krn_bf16 *wq, *wk, *wv; /* [n_head * hd][K], [n_kv_head * hd][K] twice */
+    const krn_half *wq, *wk, *wv; /* [n_head * hd][K], [n_kv_head * hd][K] twice; kv.dtype */
     const float *bq, *bk, *bv;    /* biases, NULL: none */
     const float *q_norm, *k_norm; /* QK-norm weights [hd], NULL: none */
     int n_head, n_kv_head, K;     /* head_dim and the KV layout come from kv */
@@ -80,7 +82,7 @@ typedef struct krn_qkv_layer {
 
 /* h = rmsnorm(x (fp32 [M][K])) * attn_norm; q|k|v = h . w^T + bias; QK-norm
  * of each q and k head; q (fp32 [M][n_head * hd]) written unrotated; k rotated
- * at tok_pos and, with v, written as bf16 at each token's tail slot (as
+ * at tok_pos and, with v, written as kv.dtype at each token's tail slot (as
  * krn_rope_store_kv does). M must equal step->n_tokens. head_dim % 16 == 0
  * and <= KRN_GEMV_MAX_HEAD_DIM, else BI_UNSUPPORTED. */
 #define KRN_GEMV_MAX_HEAD_DIM 256

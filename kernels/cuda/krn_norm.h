@@ -1,6 +1,7 @@
 /*
- * krn_norm.h - RMSNorm on the fp32 residual stream: into bf16 (the input of
- * a projection, optionally gathering rows) or in place in fp32 (QK-norm).
+ * krn_norm.h - RMSNorm on the fp32 residual stream: into 16-bit storage
+ * (the input of a projection, optionally gathering rows; dt bf16 or fp16) or
+ * in place in fp32 (QK-norm).
  *
  * y = x / sqrt(mean(x^2) + eps) * w, statistics in fp32. Launchers take a
  * stream, never allocate or synchronise, check the launch and return
@@ -18,13 +19,13 @@
 extern "C" {
 #endif
 
-/* y[r] = bf16(rmsnorm(x[rows ? rows[r] : r]) * w) for M rows of D. */
-bi_status krn_rmsnorm_bf16(krn_bf16 *y, const float *x, const int32_t *rows, const float *w, int M,
-                           int D, float eps, cudaStream_t stream);
-/* x[r] += y[r], then h[r] = bf16(rmsnorm(x[r]) * w), M rows of D (the
+/* y[r] = dt(rmsnorm(x[rows ? rows[r] : r]) * w) for M rows of D. */
+bi_status krn_rmsnorm_half(krn_half *y, const float *x, const int32_t *rows, const float *w, int M,
+                           int D, float eps, krn_dtype dt, cudaStream_t stream);
+/* x[r] += y[r], then h[r] = dt(rmsnorm(x[r]) * w), M rows of D (the
  * residual add fused with the next norm). */
-bi_status krn_add_rmsnorm_bf16(krn_bf16 *h, float *x, const float *y, const float *w, int M, int D,
-                               float eps, cudaStream_t stream);
+bi_status krn_add_rmsnorm_half(krn_half *h, float *x, const float *y, const float *w, int M, int D,
+                               float eps, krn_dtype dt, cudaStream_t stream);
 /* x[r] = rmsnorm(x[r]) * w in place, M rows of D. */
 bi_status krn_rmsnorm_f32(float *x, const float *w, int M, int D, float eps, cudaStream_t stream);
 

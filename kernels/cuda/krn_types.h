@@ -1,6 +1,7 @@
 /*
- * krn_types.h - types shared by the CUDA launchers: the bf16 storage type as C
- * sees it, and the per-step metadata the KV-write and attention kernels read.
+ * krn_types.h - types shared by the CUDA launchers: the 16-bit storage types
+ * as C sees them, and the per-step metadata the KV-write and attention kernels
+ * read.
  *
  * All pointers inside these structs are device pointers owned by the caller
  * (the CUDA backend); the structs are passed to kernels by value.
@@ -10,9 +11,19 @@
 
 #include <stdint.h>
 
-/* bf16 as stored in memory (the upper half of an fp32); kernels reinterpret it
- * as __nv_bfloat16. */
-typedef uint16_t krn_bf16;
+/* A 16-bit float as stored in memory: bf16 (the upper half of an fp32) or IEEE
+ * fp16, as the krn_dtype passed with it says; kernels reinterpret it as
+ * __nv_bfloat16 or __half and compute in fp32. */
+typedef uint16_t krn_half;
+/* The name krn_half had when every 16-bit buffer was bf16. */
+typedef krn_half krn_bf16;
+
+/* The element type of the 16-bit buffers (weights, matmul inputs, KV) a
+ * launcher reads or writes. */
+typedef enum krn_dtype {
+    KRN_BF16 = 0,
+    KRN_F16 = 1,
+} krn_dtype;
 
 /* Per-step metadata, uploaded once per batch and read by every layer.
  * seq_info holds KRN_SEQ_FIELDS int32 per sequence, seg_info KRN_SEG_FIELDS
@@ -78,10 +89,11 @@ typedef struct krn_step {
     int32_t n_tokens, n_seqs, n_logits, n_jobs, n_dec;
 } krn_step;
 
-/* One layer's paged KV: K and V as [page][kv_head][slot][head_dim] bf16. */
+/* One layer's paged KV: K and V as [page][kv_head][slot][head_dim] of dtype. */
 typedef struct krn_kv_layer {
-    krn_bf16 *k, *v;
+    krn_half *k, *v;
     int n_kv_head, head_dim, page_size;
+    krn_dtype dtype;
 } krn_kv_layer;
 
 #endif

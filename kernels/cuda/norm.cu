@@ -1,5 +1,5 @@
 // norm.cu - RMSNorm over rows of the fp32 residual stream: one block per row,
-// fp32 statistics, bf16 or in-place fp32 output.
+// fp32 statistics, 16-bit (bf16 or fp16) or in-place fp32 output.
 #include "cuda/krn_cuda_internal.cuh"
 #include "cuda/krn_norm.h"
 
@@ -23,8 +23,8 @@ static __device__ float row_inv_rms(const float *__restrict__ x, int D, float ep
     return rsqrtf(tot / (float)D + eps);
 }
 
-static __global__ void rmsnorm_bf16_kernel(__nv_bfloat16 *__restrict__ y,
-                                           const float *__restrict__ x,
+template <typename T>
+static __global__ void rmsnorm_half_kernel(T *__restrict__ y, const float *__restrict__ x,
                                            const int32_t *__restrict__ rows,
                                            const float *__restrict__ w, int D, float eps)
 {
@@ -32,7 +32,7 @@ static __global__ void rmsnorm_bf16_kernel(__nv_bfloat16 *__restrict__ y,
     const float *xr = x + (size_t)(rows ? rows[r] : r) * D;
     float s = row_inv_rms(xr, D, eps);
     for (int i = threadIdx.x; i < D; i += blockDim.x)
-        y[(size_t)r * D + i] = __float2bfloat16_rn(xr[i] * s * w[i]);
+        y[(size_t)r * D + i] = from_f32<T>(xr[i] * s * w[i]);
 }
 
 static __global__ void rmsnorm_f32_kernel(float *__restrict__ x, const float *__restrict__ w, int D,
@@ -45,9 +45,10 @@ static __global__ void rmsnorm_f32_kernel(float *__restrict__ x, const float *__
         xr[i] = xr[i] * s * w[i];
 }
 
-// x += y, then y_out = bf16(rmsnorm(x) * w): the residual add and the next
+// x += y, then h = rmsnorm(x) * w (16-bit): the residual add and the next
 // norm in one pass over the row.
-static __global__ void add_rmsnorm_kernel(__nv_bfloat16 *__restrict__ h, float *__restrict__ x,
+template <typename T>
+static __global__ void add_rmsnorm_kernel(T *__restrict__ h, float *__restrict__ x,
                                           const float *__restrict__ y, const float *__restrict__ w,
                                           int D, float eps)
 {
@@ -57,15 +58,16 @@ static __global__ void add_rmsnorm_kernel(__nv_bfloat16 *__restrict__ h, float *
         xr[i] += yr[i]; // each thread re-reads only what it wrote
     float s = row_inv_rms(xr, D, eps);
     for (int i = threadIdx.x; i < D; i += blockDim.x)
-        h[(size_t)blockIdx.x * D + i] = __float2bfloat16_rn(xr[i] * s * w[i]);
+        h[(size_t)blockIdx.x * D + i] = from_f32<T>(xr[i] * s * w[i]);
 }
 
 // add_rmsnorm_kernel for rows of D % 4 == 0 and D <= THREADS * 4 * MAXV: the
 // row stays in registers (float4s), so x is read and written once.
 #define MAXV 8
+template <typename T>
 static __global__ void __launch_bounds__(THREADS)
-    add_rmsnorm4_kernel(__nv_bfloat16 *__restrict__ h, float *__restrict__ x,
-                        const float *__restrict__ y, const float *__restrict__ w, int D, float eps)
+    add_rmsnorm4_kernel(T *__restrict__ h, float *__restrict__ x, const float *__restrict__ y,
+                        const float *__restrict__ w, int D, float eps)
 {
     __shared__ float part[THREADS / 32];
     float4 *xr = reinterpret_cast<float4 *>(x + (size_t)blockIdx.x * D);
@@ -95,46 +97,52 @@ static __global__ void __launch_bounds__(THREADS)
         tot += part[i];
     const float s = rsqrtf(tot / (float)D + eps);
     const float4 *w4 = reinterpret_cast<const float4 *>(w);
-    __nv_bfloat16 *hr = h + (size_t)blockIdx.x * D;
+    T *hr = h + (size_t)blockIdx.x * D;
 #pragma unroll
     for (int k = 0; k < MAXV; k++) {
         const int i = threadIdx.x + k * THREADS;
         if (i < n4) {
             const float4 g = w4[i];
-            __nv_bfloat162 lo = __floats2bfloat162_rn(v[k].x * s * g.x, v[k].y * s * g.y);
-            __nv_bfloat162 hi = __floats2bfloat162_rn(v[k].z * s * g.z, v[k].w * s * g.w);
             uint2 o;
-            o.x = *reinterpret_cast<uint32_t *>(&lo);
-            o.y = *reinterpret_cast<uint32_t *>(&hi);
+            o.x = pack2<T>(v[k].x * s * g.x, v[k].y * s * g.y);
+            o.y = pack2<T>(v[k].z * s * g.z, v[k].w * s * g.w);
             *reinterpret_cast<uint2 *>(hr + 4 * i) = o;
         }
     }
 }
 
-extern "C" bi_status krn_add_rmsnorm_bf16(krn_bf16 *h, float *x, const float *y, const float *w,
-                                          int M, int D, float eps, cudaStream_t stream)
+extern "C" bi_status krn_add_rmsnorm_half(krn_half *h, float *x, const float *y, const float *w,
+                                          int M, int D, float eps, krn_dtype dt,
+                                          cudaStream_t stream)
 {
     if (M < 0 || D <= 0)
         return BI_INVALID_ARGUMENT;
     if (M == 0)
         return BI_OK;
-    if (D % 4 == 0 && D <= THREADS * 4 * MAXV &&
-        ((uintptr_t)x | (uintptr_t)y | (uintptr_t)w) % 16 == 0 && (uintptr_t)h % 8 == 0)
-        add_rmsnorm4_kernel<<<M, THREADS, 0, stream>>>(bf(h), x, y, w, D, eps);
-    else
-        add_rmsnorm_kernel<<<M, THREADS, 0, stream>>>(bf(h), x, y, w, D, eps);
-    return krn_launched();
+    return krn_dispatch(dt, [&](auto t) {
+        using T = decltype(t);
+        if (D % 4 == 0 && D <= THREADS * 4 * MAXV &&
+            ((uintptr_t)x | (uintptr_t)y | (uintptr_t)w) % 16 == 0 && (uintptr_t)h % 8 == 0)
+            add_rmsnorm4_kernel<T><<<M, THREADS, 0, stream>>>(hv<T>(h), x, y, w, D, eps);
+        else
+            add_rmsnorm_kernel<T><<<M, THREADS, 0, stream>>>(hv<T>(h), x, y, w, D, eps);
+        return krn_launched();
+    });
 }
 
-extern "C" bi_status krn_rmsnorm_bf16(krn_bf16 *y, const float *x, const int32_t *rows,
-                                      const float *w, int M, int D, float eps, cudaStream_t stream)
+extern "C" bi_status krn_rmsnorm_half(krn_half *y, const float *x, const int32_t *rows,
+                                      const float *w, int M, int D, float eps, krn_dtype dt,
+                                      cudaStream_t stream)
 {
     if (M < 0 || D <= 0)
         return BI_INVALID_ARGUMENT;
     if (M == 0)
         return BI_OK;
-    rmsnorm_bf16_kernel<<<M, THREADS, 0, stream>>>(bf(y), x, rows, w, D, eps);
-    return krn_launched();
+    return krn_dispatch(dt, [&](auto t) {
+        using T = decltype(t);
+        rmsnorm_half_kernel<T><<<M, THREADS, 0, stream>>>(hv<T>(y), x, rows, w, D, eps);
+        return krn_launched();
+    });
 }
 
 extern "C" bi_status krn_rmsnorm_f32(float *x, const float *w, int M, int D, float eps,

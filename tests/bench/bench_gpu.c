@@ -25,7 +25,11 @@
  * rate cuBLAS reaches here on 8192^3. Shared chunk: 64 requests over one
  * 4096-token chunk (plus 32 tokens each) decode 128 tokens, cascade on and
  * off; roofline = the weights, the chunk's KV once, the tails and logits per
- * step (greedy, sampled on the device). Nothing is asserted.
+ * step (greedy, sampled on the device). Then, for the presets env BENCH_FP16
+ * lists (comma list, default tinyllama-1.1b; "none" for none), decode batch 1
+ * and the prefill again with fp16 storage (kinds decode-fp16, prefill-fp16;
+ * same bytes, and the bf16 GEMM rate stands for fp16's, equal on Hopper).
+ * Nothing is asserted.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,7 +86,7 @@ static double gemm_rate(void)
 {
     const int n = 8192;
     size_t bytes = (size_t)n * n * 2;
-    krn_bf16 *x, *w;
+    krn_half *x, *w;
     float *y, *stage;
     if (cudaMalloc((void **)&x, bytes) != cudaSuccess ||
         cudaMalloc((void **)&w, bytes) != cudaSuccess ||
@@ -103,7 +107,7 @@ static double gemm_rate(void)
     double t[8];
     for (int i = 0; i < 10; i++) {
         cudaEventRecord(e0, 0);
-        krn_gemm_bf16(hd, y, x, w, n, n, n);
+        krn_gemm(hd, y, x, w, n, n, n, KRN_BF16);
         cudaEventRecord(e1, 0);
         cudaEventSynchronize(e1);
         float ms;
@@ -279,7 +283,7 @@ static int bench_decode(eng_forward *f, const eng_model_config *c, int batch, do
 }
 
 static int bench_prefill(eng_forward *f, const eng_model_config *c, double bw, double rate,
-                         const shape *sh, const char *preset, float *logits)
+                         const shape *sh, const char *preset, const char *kind, float *logits)
 {
     static int32_t tok[PREFILL];
     for (int t = 0; t < PREFILL; t++)
@@ -299,7 +303,7 @@ static int bench_prefill(eng_forward *f, const eng_model_config *c, double bw, d
         2.0 * sh->params * PREFILL + sh->attn_flops_per_pair * (double)PREFILL * (PREFILL + 1) / 2;
     double bytes = sh->w_bytes + PREFILL * sh->kv_tok_bytes;
     double bound = flops / rate > bytes / bw ? flops / rate : bytes / bw;
-    add_result(preset, "prefill", 1, PREFILL / sec, PREFILL / bound);
+    add_result(preset, kind, 1, PREFILL / sec, PREFILL / bound);
     return 0;
 }
 
@@ -325,7 +329,7 @@ static int shared_run(const eng_model *m, bool cascade, double *step_s, eng_attn
     static eng_fwd_seq seqs[SHARED_REQ];
     static eng_seg segs[SHARED_REQ];
     bool pool = false;
-    if (!logits || eng_backend_cuda_create(0, &b) != BI_OK ||
+    if (!logits || eng_backend_cuda_create(0, ENG_STORE_BF16, &b) != BI_OK ||
         !(pool = eng_kv_pool_init_opt(&kv, c->n_layer, c->n_kv_head, c->head_dim, PAGE, n_pages,
                                       false) == BI_OK) ||
         eng_forward_create(m, b, &kv, PREFILL, &f) != BI_OK)
@@ -416,7 +420,7 @@ static int bench_qkv_off(const eng_model *m, double bw, const shape *sh, const c
     int rc = 1;
     float *logits = malloc(sizeof(float) * (size_t)c->vocab_size * MAX_BATCH);
     int32_t n_pages = (int32_t)(sizeof pages / sizeof pages[0]);
-    if (logits && eng_backend_cuda_create(0, &b) == BI_OK &&
+    if (logits && eng_backend_cuda_create(0, ENG_STORE_BF16, &b) == BI_OK &&
         (pool = eng_kv_pool_init_opt(&kv, c->n_layer, c->n_kv_head, c->head_dim, PAGE, n_pages,
                                      false) == BI_OK) &&
         eng_forward_create(m, b, &kv, PREFILL, &f) == BI_OK) {
@@ -457,6 +461,49 @@ static bool bench_selected(int batch)
     return false;
 }
 
+/* True when env BENCH_FP16 (default tinyllama-1.1b) lists preset. */
+static bool fp16_selected(const char *preset)
+{
+    const char *sel = getenv("BENCH_FP16");
+    if (!sel)
+        sel = "tinyllama-1.1b";
+    size_t n = strlen(preset);
+    for (const char *p = sel; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == n && !strncmp(p, preset, n))
+            return true;
+        p += len + (p[len] == ',');
+    }
+    return false;
+}
+
+/* Decode batch 1 and the prefill of m with fp16 storage. */
+static int bench_fp16(const eng_model *m, double bw, double rate, const shape *sh,
+                      const char *preset, float *logits)
+{
+    const eng_model_config *c = &m->cfg;
+    eng_backend *b;
+    eng_kv_pool kv;
+    eng_forward *f;
+    int32_t n_pages = (int32_t)(sizeof pages / sizeof pages[0]);
+    if (eng_backend_cuda_create(0, ENG_STORE_FP16, &b) != BI_OK ||
+        eng_kv_pool_init_opt(&kv, c->n_layer, c->n_kv_head, c->head_dim, PAGE, n_pages, false) !=
+            BI_OK ||
+        eng_forward_create(m, b, &kv, PREFILL, &f) != BI_OK) {
+        printf("%s: cannot set up the CUDA backend in fp16\n", preset);
+        return 1;
+    }
+    int rc = b->store == ENG_STORE_FP16 ? 0 : 1;
+    if (!rc && bench_selected(1))
+        rc = bench_decode(f, c, 1, bw, sh, preset, "decode-fp16", logits);
+    if (!rc && bench_selected(0))
+        rc = bench_prefill(f, c, bw, rate, sh, preset, "prefill-fp16", logits);
+    eng_forward_destroy(f);
+    eng_kv_pool_fini(&kv);
+    eng_backend_destroy(b);
+    return rc;
+}
+
 static int bench_preset(const char *name, double bw, double rate)
 {
     eng_model_config c;
@@ -475,7 +522,7 @@ static int bench_preset(const char *name, double bw, double rate)
         return 1;
     }
     int32_t n_pages = (int32_t)(sizeof pages / sizeof pages[0]);
-    if (eng_backend_cuda_create(0, &b) != BI_OK ||
+    if (eng_backend_cuda_create(0, ENG_STORE_BF16, &b) != BI_OK ||
         eng_kv_pool_init_opt(&kv, c.n_layer, c.n_kv_head, c.head_dim, PAGE, n_pages, false) !=
             BI_OK ||
         eng_forward_create(m, b, &kv, PREFILL, &f) != BI_OK) {
@@ -493,17 +540,19 @@ static int bench_preset(const char *name, double bw, double rate)
         if (bench_selected(batches[i]))
             rc = bench_decode(f, &c, batches[i], bw, &sh, name, "decode", logits);
     if (!rc && bench_selected(0))
-        rc = bench_prefill(f, &c, bw, rate, &sh, name, logits);
-    if (!rc && bench_selected(-1))
-        rc = bench_shared(m, bw, &sh, name);
-    free(logits);
+        rc = bench_prefill(f, &c, bw, rate, &sh, name, "prefill", logits);
     eng_forward_destroy(f);
     eng_kv_pool_fini(&kv);
     eng_backend_destroy(b);
+    if (!rc && bench_selected(-1))
+        rc = bench_shared(m, bw, &sh, name);
     if (!rc && !(getenv("BENCH_QKV_OFF") && strcmp(getenv("BENCH_QKV_OFF"), "0") == 0))
         rc = bench_qkv_off(m, bw, &sh, name);
+    if (!rc && fp16_selected(name))
+        rc = bench_fp16(m, bw, rate, &sh, name, logits);
     if (rc)
         printf("%s: a forward step failed\n", name);
+    free(logits);
     eng_model_destroy(m); /* the forward pass reads its configuration until destroyed */
     return rc;
 }

@@ -9,7 +9,8 @@
  * CUDA graph as a decode step is; time per launch = median replay / chain
  * length, after warm-up. Variants: krn_gemv with programmatic dependent
  * launch and at most 1 or 2 blocks per SM walking the items, or one block
- * per item; without PDL (1 per SM); cuBLAS. Random (not zero) inputs.
+ * per item; without PDL (1 per SM); cuBLAS. Random (not zero) inputs, bf16
+ * (fp16 streams the same bytes through the same code).
  * Nothing is asserted.
  *   bench_gpu_gemv            (prints a table; OUT=dir also gets it as CSV)
  */
@@ -40,9 +41,9 @@ enum { V_B1, V_B2, V_ALL, V_NOPDL, V_CUBLAS, N_VARIANTS };
 static const char *vname[N_VARIANTS] = {"gemv 1/SM", "2/SM", "all", "nopdl 1", "cublas"};
 
 typedef struct bufs {
-    krn_bf16 *w[MAX_COPIES];
+    krn_half *w[MAX_COPIES];
     int copies;
-    krn_bf16 *x, *out16;
+    krn_half *x, *out16;
     float *x32, *y, *norm;
 } bufs;
 
@@ -51,12 +52,12 @@ static int launch(int v, krn_gemv_ws *ws, cublasHandle_t h, const pshape *s, con
 {
     bi_status r;
     if (v == V_CUBLAS)
-        r = krn_gemm_bf16(h, b->y, b->x, b->w[c], M, s->N, s->K);
+        r = krn_gemm(h, b->y, b->x, b->w[c], M, s->N, s->K, KRN_BF16);
     else if (s->swiglu)
         r = krn_gemv_swiglu(ws, b->out16, b->x32, b->norm, 1e-5f, b->w[c],
-                            b->w[c] + (size_t)s->N / 2 * s->K, M, s->N / 2, s->K, st);
+                            b->w[c] + (size_t)s->N / 2 * s->K, M, s->N / 2, s->K, KRN_BF16, st);
     else
-        r = krn_gemv(ws, b->y, b->x, b->w[c], NULL, false, M, s->N, s->K, st);
+        r = krn_gemv(ws, b->y, b->x, b->w[c], NULL, false, M, s->N, s->K, KRN_BF16, st);
     return r == BI_OK ? 0 : -1;
 }
 
@@ -139,7 +140,7 @@ int main(void)
     uint16_t *hs = malloc((seed_elems + 1024) * 2);
     for (size_t i = 0; i < seed_elems + 1024; i++)
         hs[i] = (uint16_t)(0x3C00u + (rand() & 0xFF) + ((rand() & 1) << 15));
-    krn_bf16 *seed;
+    krn_half *seed;
     cudaMalloc((void **)&seed, (seed_elems + 1024) * 2);
     cudaMemcpy(seed, hs, (seed_elems + 1024) * 2, cudaMemcpyHostToDevice);
 

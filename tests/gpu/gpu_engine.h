@@ -1,7 +1,7 @@
 /*
  * gpu_engine.h - a model on the CUDA backend for the whole-model GPU tests:
- * the model (from a fixture path or a dummy config), the CUDA backend, a
- * bookkeeping-only KV pool and the forward pass.
+ * the model (from a fixture path or a dummy config), the CUDA backend in the
+ * type under test (gpu_dt), a bookkeeping-only KV pool and the forward pass.
  */
 #ifndef GPU_ENGINE_H
 #define GPU_ENGINE_H
@@ -20,18 +20,20 @@ typedef struct gpu_model {
 } gpu_model;
 
 /* Opens model (already loaded, taken over) on backend name ("cuda" or
- * "cpu") with n_pages pages of 16 tokens. Exits 1 on failure. */
+ * "cpu"; cuda in gpu_dt) with n_pages pages of 16 tokens. Exits 1 on failure. */
 static inline void gpu_model_open(gpu_model *g, eng_model *m, const char *backend, int32_t n_pages,
                                   int32_t max_tokens)
 {
     const eng_model_config *c = &m->cfg;
     g->m = m;
-    bi_status st = eng_backend_create(backend, 2, 8192, &g->b);
+    bi_status st = eng_backend_create(backend, 2, 8192, gpu_store(gpu_dt), &g->b);
     if (st == BI_OK)
         st = eng_kv_pool_init_opt(&g->kv, c->n_layer, c->n_kv_head, c->head_dim, 16, n_pages,
                                   g->b->host_kv);
     if (st == BI_OK)
         st = eng_forward_create(m, g->b, &g->kv, max_tokens, &g->f);
+    if (st == BI_OK && !g->b->host_kv && g->b->store != gpu_store(gpu_dt))
+        st = BI_INTERNAL; /* the backend did not take the type asked for */
     if (st != BI_OK) {
         printf("FAIL setting up %s on %s: %s\n", c->name, backend, bi_strerror(st));
         exit(1);

@@ -1,8 +1,9 @@
 /*
  * gpu_ops.h - a harness for the attention-path GPU tests: the same KV-write
  * and attention ops run on the CPU backend (fp32 reference, host pool) and on
- * the CUDA backend (bf16 KV on the device, bookkeeping-only pool), through the
- * op table the forward pass uses, with the same plan and inputs.
+ * the CUDA backend (KV on the device in the type under test, gpu_dt;
+ * bookkeeping-only pool), through the op table the forward pass uses, with
+ * the same plan and inputs.
  */
 #ifndef GPU_OPS_H
 #define GPU_OPS_H
@@ -32,12 +33,15 @@ static inline void ops_side_init(ops_fx *x, ops_side *s, bool gpu, int page_size
 {
     const eng_model_config *c = &x->m->cfg;
     s->gpu = gpu;
-    bi_status st = gpu ? eng_backend_cuda_create(0, &s->b) : eng_backend_cpu_create(2, 4096, &s->b);
+    bi_status st = gpu ? eng_backend_cuda_create(0, gpu_store(gpu_dt), &s->b)
+                       : eng_backend_cpu_create(2, 4096, &s->b);
     if (st == BI_OK)
         st = eng_kv_pool_init_opt(&s->kv, 1, c->n_kv_head, c->head_dim, page_size, n_pages,
                                   s->b->host_kv);
     if (st == BI_OK)
         st = s->b->ops->prepare(s->b, x->m, &s->kv, x->max_tokens, &s->w);
+    if (st == BI_OK && gpu && s->b->store != gpu_store(gpu_dt))
+        st = BI_INTERNAL; /* the backend did not take the type asked for */
     size_t qn = (size_t)x->max_tokens * c->n_head * c->head_dim,
            kvn = (size_t)x->max_tokens * c->n_kv_head * c->head_dim;
     if (st == BI_OK)
@@ -114,7 +118,7 @@ static inline void side_put(const ops_side *s, eng_act *dst, const float *src, s
 }
 
 /* Writes the batch's k, v (host fp32, unrotated) into the side's pool and
- * returns the attention of q (host fp32) in out (host fp32, from bf16 on the
+ * returns the attention of q (host fp32) in out (host fp32, from gpu_dt on the
  * GPU side). The output is poisoned first. */
 static inline bi_status ops_side_step(ops_fx *x, ops_side *s, const eng_fwd_batch *b,
                                       const float *q, const float *k, const float *v, float *out)
@@ -146,11 +150,7 @@ static inline bi_status ops_side_step(ops_fx *x, ops_side *s, const eng_fwd_batc
         st = o->finish(s->b);
     }
     if (st == BI_OK && s->gpu) {
-        uint16_t *h = malloc(qn * 2);
-        CUDA_OR_DIE(cudaMemcpy(h, s->out, qn * 2, cudaMemcpyDeviceToHost));
-        for (size_t i = 0; i < qn; i++)
-            out[i] = from_bf16(h[i]);
-        free(h);
+        download_half(out, s->out, qn, gpu_dt);
     } else if (st == BI_OK) {
         memcpy(out, s->out, qn * sizeof(float));
     }

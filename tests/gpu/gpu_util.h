@@ -1,8 +1,9 @@
 /*
  * gpu_util.h - helpers shared by the GPU test programs: the pass/fail/skip
- * protocol (exit 0 / 1 / 77), fresh random inputs, host bf16 rounding and the
- * error measures. Header-only (static functions) so that each test stays one
- * plain program.
+ * protocol (exit 0 / 1 / 77), the 16-bit types a test runs for (both, or the
+ * one env GPU_DTYPE=bf16|fp16 names), fresh random inputs, host bf16 / fp16
+ * rounding and the error measures. Header-only (static functions) so that
+ * each test stays one plain program.
  */
 #ifndef GPU_UTIL_H
 #define GPU_UTIL_H
@@ -18,11 +19,17 @@
 
 #include "../common/test_metrics.h"
 #include "common/log.h"
+#include "core/backend.h"
 #include "cuda/krn_smoke.h"
+#include "cuda/krn_types.h"
+#include "model/dtype.h"
 
 #define GPU_SKIP 77
 
 static int gpu_failures;
+/* The 16-bit type under test (gpu_use_dtype); the harnesses build their CUDA
+ * backends with it. */
+static krn_dtype gpu_dt = KRN_BF16;
 
 /* Records a failed check and goes on (so one run reports every failure). */
 #define EXPECT(cond, ...)                                                                          \
@@ -60,6 +67,42 @@ static inline void gpu_begin(const char *name)
     bi_log_set_sink(bi_log_stderr_sink, NULL);
 }
 
+static inline const char *gpu_dtype_name(krn_dtype d)
+{
+    return d == KRN_F16 ? "fp16" : "bf16";
+}
+
+/* The types to test, into out[]: bf16 and fp16, or the one env GPU_DTYPE
+ * names. Exits 1 on another GPU_DTYPE (a typo must not test nothing). */
+static inline int gpu_dtypes(krn_dtype out[2])
+{
+    const char *e = getenv("GPU_DTYPE");
+    if (!e || !*e) {
+        out[0] = KRN_BF16;
+        out[1] = KRN_F16;
+        return 2;
+    }
+    if (strcmp(e, "bf16") && strcmp(e, "fp16")) {
+        printf("FAIL GPU_DTYPE=%s: bf16 or fp16\n", e);
+        exit(1);
+    }
+    out[0] = strcmp(e, "fp16") ? KRN_BF16 : KRN_F16;
+    return 1;
+}
+
+/* The backend's name for a kernel dtype. */
+static inline eng_store_dtype gpu_store(krn_dtype d)
+{
+    return d == KRN_F16 ? ENG_STORE_FP16 : ENG_STORE_BF16;
+}
+
+/* Makes d the type under test and prints a header line for its results. */
+static inline void gpu_use_dtype(krn_dtype d)
+{
+    gpu_dt = d;
+    printf("-- %s\n", gpu_dtype_name(d));
+}
+
 static inline int gpu_end(const char *name)
 {
     printf("%s %s (%d failed checks)\n", gpu_failures ? "FAIL" : "PASS", name, gpu_failures);
@@ -92,6 +135,28 @@ static inline float from_bf16(uint16_t h)
     float f;
     memcpy(&f, &u, 4);
     return f;
+}
+
+/* Round to nearest even into d's 16 bits (fp16: overflow to infinity, as
+ * __float2half_rn), and back to fp32. */
+static inline uint16_t to_half(float f, krn_dtype d)
+{
+    return d == KRN_F16 ? eng_f32_to_f16(f) : to_bf16(f);
+}
+
+static inline float from_half(uint16_t h, krn_dtype d)
+{
+    return d == KRN_F16 ? eng_f16_to_f32(h) : from_bf16(h);
+}
+
+/* n 16-bit values of type d from the device, as floats. */
+static inline void download_half(float *dst, const void *dev, size_t n, krn_dtype d)
+{
+    uint16_t *h = malloc(n * sizeof *h);
+    CUDA_OR_DIE(cudaMemcpy(h, dev, n * sizeof *h, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < n; i++)
+        dst[i] = from_half(h[i], d);
+    free(h);
 }
 
 /* ||out - ref|| / ||ref||; INFINITY if out has a NaN or Inf (a poisoned

@@ -3,9 +3,9 @@
  * backend against the CPU backend, through the op table: decode and prefill
  * sequences in one batch, several cascade levels per sequence (chunks placed
  * at offsets through differential RoPE), pages out of order, GQA groups of 1,
- * 4, 7 and 16 (the last on the tiled kernel), head_dim 64 and 128. bf16 output within 1e-2 relative
- * error, no NaN left from the poisoned output. Pages outside the pool are refused. Exit 0 pass, 1
- * fail, 77 no GPU.
+ * 4, 7 and 16 (the last on the tiled kernel), head_dim 64 and 128; bf16 and fp16 KV (GPU_DTYPE
+ * picks one). Output within 1e-2 relative error, no NaN left from the poisoned output. Pages
+ * outside the pool are refused. Exit 0 pass, 1 fail, 77 no GPU.
  */
 #include "gpu_ops.h"
 
@@ -52,11 +52,15 @@ static void check_config(int n_head, int n_kv_head, int hd)
 int main(void)
 {
     gpu_begin("test_attention");
-    check_config(8, 2, 64);
-    check_config(14, 2, 64);
-    check_config(16, 16, 128);
-    check_config(32, 8, 128);
-    check_config(16, 1, 64); /* group 16: the tiled kernel, not the split one */
+    krn_dtype dts[2];
+    for (int i = 0, n = gpu_dtypes(dts); i < n; i++) {
+        gpu_use_dtype(dts[i]);
+        check_config(8, 2, 64);
+        check_config(14, 2, 64);
+        check_config(16, 16, 128);
+        check_config(32, 8, 128);
+        check_config(16, 1, 64); /* group 16: the tiled kernel, not the split one */
+    }
     CUDA_OR_DIE(cudaDeviceSynchronize());
     return gpu_end("test_attention");
 }

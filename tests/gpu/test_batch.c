@@ -2,8 +2,9 @@
  * test_batch.c - 64 different sequences generated in one batch each get the
  * greedy tokens they get alone, on the CUDA backend (the llama-tiny fixture):
  * one prefill step for all 64 prompts (4..36 tokens), then 11 decode steps of
- * 64 tokens, against each sequence run on its own. A different batch can pick
- * a different GEMM algorithm, so bf16 rounding may flip a near-tie: a
+ * 64 tokens, against each sequence run on its own, in bf16 and in fp16
+ * (GPU_DTYPE picks one). A different batch can pick a different GEMM
+ * algorithm, so 16-bit rounding may flip a near-tie: a
  * divergence is tolerated only where the alone run's top-2 margin is under
  * 1e-2 of its largest logit, and reported either way.
  *   test_batch [MODELS_DIR]   (default tests/fixtures/models)
@@ -22,16 +23,14 @@ typedef struct seq {
     float margin[NGEN]; /* alone run's top-2 margin before each token */
 } seq;
 
-int main(int argc, char **argv)
+static void run_batch(const char *dir)
 {
-    gpu_begin("test_batch");
-    const char *dir = argc > 1 ? argv[1] : "tests/fixtures/models";
     char path[4096], err[512];
     snprintf(path, sizeof path, "%s/llama-tiny", dir);
     eng_model *m;
     if (eng_model_load(path, NULL, &m, err, sizeof err) != BI_OK) {
         printf("FAIL load %s: %s\n", path, err);
-        return 1;
+        exit(1);
     }
     gpu_model g;
     gpu_model_open(&g, m, "cuda", NSEQ * PAGES_PER, NSEQ * 40);
@@ -105,5 +104,16 @@ int main(int argc, char **argv)
     EXPECT(hard == 0, "%d sequences diverge with a clear margin", hard);
     free(logits);
     gpu_model_close(&g);
+}
+
+int main(int argc, char **argv)
+{
+    gpu_begin("test_batch");
+    const char *dir = argc > 1 ? argv[1] : "tests/fixtures/models";
+    krn_dtype dts[2];
+    for (int i = 0, n = gpu_dtypes(dts); i < n; i++) {
+        gpu_use_dtype(dts[i]);
+        run_batch(dir);
+    }
     return gpu_end("test_batch");
 }

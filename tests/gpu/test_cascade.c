@@ -5,7 +5,8 @@
  * levels placed at 0, 30 and 75 through differential RoPE; the same keys and
  * values written as one 92-token tail at positions 0..91 are the flat case.
  * Decode (1 query) and prefill (8 queries, causal) on the CUDA backend, each
- * checked against the flat GPU result and the flat CPU result.
+ * checked against the flat GPU result and the flat CPU result, with bf16 and
+ * fp16 KV (GPU_DTYPE picks one).
  * Exit 0 pass, 1 fail, 77 no GPU.
  */
 #include "gpu_ops.h"
@@ -78,7 +79,11 @@ static void run_case(int n_q)
 int main(void)
 {
     gpu_begin("test_cascade");
-    run_case(1);
-    run_case(8);
+    krn_dtype dts[2];
+    for (int i = 0, n = gpu_dtypes(dts); i < n; i++) {
+        gpu_use_dtype(dts[i]);
+        run_case(1);
+        run_case(8);
+    }
     return gpu_end("test_cascade");
 }

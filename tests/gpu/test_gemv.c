@@ -3,9 +3,10 @@
  * references in double, on fresh random inputs with poisoned outputs, for M
  * = 1, 3, 8 and 16 tokens and the shapes of TinyLlama, Qwen3-0.6B (QK-norm,
  * head_dim 128), a biased Qwen2-0.5B and a head_dim-256 model with bias and
- * QK-norm: the plain projection (+ bias) and the residual add (fp32 out,
- * within 1e-3: exact bf16 inputs, fp32 accumulation), the fused
- * RMSNorm + gate|up + SwiGLU (bf16 out, within 1e-2), and the fused
+ * QK-norm, with bf16 and fp16 weights (GPU_DTYPE picks one): the plain
+ * projection (+ bias) and the residual add (fp32 out, within 1e-3: exact
+ * 16-bit inputs, fp32 accumulation), the fused RMSNorm + gate|up + SwiGLU
+ * (16-bit out, within 1e-2), and the fused
  * RMSNorm + QKV + bias + QK-norm + RoPE + paged KV write (within 1e-2; every
  * K/V slot outside the step's must keep its poison). A long-K case forces
  * K to be split across blocks and is run twice: the results must be equal
@@ -30,22 +31,14 @@ typedef struct shape {
 static krn_gemv_ws cfgs[N_CFG], ws;
 static const char *cfg_name[N_CFG] = {"1/SM", "all", "6 SMs"};
 
-/* Random values already representable in bf16, as floats and as bf16. */
-static void rand_bf16(float *f, uint16_t *h, size_t n, float scale)
+/* Random values already representable in the type under test, as floats
+ * and as its 16 bits. */
+static void rand_half(float *f, uint16_t *h, size_t n, float scale)
 {
     for (size_t i = 0; i < n; i++) {
-        h[i] = to_bf16(frand() * scale);
-        f[i] = from_bf16(h[i]);
+        h[i] = to_half(frand() * scale, gpu_dt);
+        f[i] = from_half(h[i], gpu_dt);
     }
-}
-
-static void download_bf16(float *dst, const void *dev, size_t n)
-{
-    uint16_t *h = malloc(n * sizeof *h);
-    CUDA_OR_DIE(cudaMemcpy(h, dev, n * sizeof *h, cudaMemcpyDeviceToHost));
-    for (size_t i = 0; i < n; i++)
-        dst[i] = from_bf16(h[i]);
-    free(h);
 }
 
 /* h = rmsnorm(x) * g in double, M rows of K. */
@@ -93,8 +86,8 @@ static void check_plain(const char *name, int M, int N, int K)
           *out = malloc(sizeof(float) * M * N);
     uint16_t *xh = malloc(2u * M * K), *wh = malloc(2u * N * K);
     double *xd = malloc(sizeof(double) * M * K), *ref = malloc(sizeof(double) * M * N);
-    rand_bf16(xf, xh, (size_t)M * K, 1.0f);
-    rand_bf16(wf, wh, (size_t)N * K, 0.1f);
+    rand_half(xf, xh, (size_t)M * K, 1.0f);
+    rand_half(wf, wh, (size_t)N * K, 0.1f);
     fill_rand(b, N, 1.0f);
     fill_rand(y0, (size_t)M * N, 2.0f);
     for (size_t i = 0; i < (size_t)M * K; i++)
@@ -112,12 +105,12 @@ static void check_plain(const char *name, int M, int N, int K)
     for (int cf = 0; cf < N_CFG; cf++) {
         ws = cfgs[cf];
         CUDA_OR_DIE(cudaMemset(dy, 0xFF, sizeof(float) * M * N));
-        bi_status st = krn_gemv(&ws, dy, dx, dw, db, false, M, N, K, 0);
+        bi_status st = krn_gemv(&ws, dy, dx, dw, db, false, M, N, K, gpu_dt, 0);
         CUDA_OR_DIE(cudaDeviceSynchronize());
         CUDA_OR_DIE(cudaMemcpy(out, dy, sizeof(float) * M * N, cudaMemcpyDeviceToHost));
         double ec = rel_err_d(out, ref, (size_t)M * N);
         CUDA_OR_DIE(cudaMemcpy(dy, y0, sizeof(float) * M * N, cudaMemcpyHostToDevice));
-        bi_status st2 = krn_gemv(&ws, dy, dx, dw, NULL, true, M, N, K, 0);
+        bi_status st2 = krn_gemv(&ws, dy, dx, dw, NULL, true, M, N, K, gpu_dt, 0);
         CUDA_OR_DIE(cudaDeviceSynchronize());
         CUDA_OR_DIE(cudaMemcpy(out, dy, sizeof(float) * M * N, cudaMemcpyDeviceToHost));
         double ec2 = rel_err_d(out, refa, (size_t)M * N);
@@ -147,7 +140,7 @@ static void check_swiglu(const char *name, int M, int ff, int K)
     fill_rand(x, (size_t)M * K, 3.0f);
     for (int k = 0; k < K; k++)
         g[k] = 0.5f + frand() * 0.4f;
-    rand_bf16(wf, wh, (size_t)2 * ff * K, 0.05f);
+    rand_half(wf, wh, (size_t)2 * ff * K, 0.05f);
     ref_norm(h, x, g, M, K, eps);
     ref_mm(y, h, wf, M, 2 * ff, K); /* gate rows, then up rows */
     for (int m = 0; m < M; m++)
@@ -163,9 +156,9 @@ static void check_swiglu(const char *name, int M, int ff, int K)
         ws = cfgs[cf];
         CUDA_OR_DIE(cudaMemset(dout, 0xFF, 2u * M * ff));
         bi_status st =
-            krn_gemv_swiglu(&ws, dout, dx, dg, eps, dw, dw + (size_t)ff * K, M, ff, K, 0);
+            krn_gemv_swiglu(&ws, dout, dx, dg, eps, dw, dw + (size_t)ff * K, M, ff, K, gpu_dt, 0);
         CUDA_OR_DIE(cudaDeviceSynchronize());
-        download_bf16(out, dout, (size_t)M * ff);
+        download_half(out, dout, (size_t)M * ff, gpu_dt);
         double ec = rel_err_d(out, ref, (size_t)M * ff);
         EXPECT(st == BI_OK, "%s swiglu M %d (%s): %s", name, M, cfg_name[cf], bi_strerror(st));
         EXPECT(ec <= 1e-2, "%s swiglu M %d (%s): rel_err %.3e", name, M, cfg_name[cf], ec);
@@ -194,7 +187,7 @@ static void check_qkv(const shape *s, int M)
     fill_rand(x, (size_t)M * d, 3.0f);
     for (int k = 0; k < d; k++)
         g[k] = 0.5f + frand() * 0.4f;
-    rand_bf16(wf, wh, (size_t)rows * d, 0.05f);
+    rand_half(wf, wh, (size_t)rows * d, 0.05f);
     fill_rand(bias, rows, 0.5f);
     for (int i = 0; i < hd; i++) {
         qn[i] = 0.5f + frand() * 0.4f;
@@ -235,7 +228,7 @@ static void check_qkv(const shape *s, int M)
                    .n_tokens = M,
                    .n_seqs = n_seqs};
     const size_t pool = (size_t)n_pages * s->nkv * PS * hd;
-    krn_kv_layer kv = {dev_poisoned(2 * pool), dev_poisoned(2 * pool), s->nkv, hd, PS};
+    krn_kv_layer kv = {dev_poisoned(2 * pool), dev_poisoned(2 * pool), s->nkv, hd, PS, gpu_dt};
 
     /* reference */
     ref_norm(h, x, g, M, d, eps);
@@ -314,8 +307,8 @@ static void check_qkv(const shape *s, int M)
                     size_t off = (((size_t)page * s->nkv + hh) * PS + slot) * hd + i;
                     size_t o = (size_t)t * kvd + (size_t)hh * hd + i;
                     mine[off] = 1;
-                    ko[o] = from_bf16(K[off]);
-                    vo[o] = from_bf16(V[off]);
+                    ko[o] = from_half(K[off], gpu_dt);
+                    vo[o] = from_half(V[off], gpu_dt);
                     kr[o] = y[(size_t)t * rows + qd + (size_t)hh * hd + i];
                     vr[o] = y[(size_t)t * rows + qd + kvd + (size_t)hh * hd + i];
                 }
@@ -351,8 +344,8 @@ static void check_split_repeat(int M, int N, int K)
           *a = malloc(sizeof(float) * M * N), *b = malloc(sizeof(float) * M * N);
     uint16_t *xh = malloc(2u * M * K), *wh = malloc(2u * N * K);
     double *xd = malloc(sizeof(double) * M * K), *ref = malloc(sizeof(double) * M * N);
-    rand_bf16(xf, xh, (size_t)M * K, 1.0f);
-    rand_bf16(wf, wh, (size_t)N * K, 0.1f);
+    rand_half(xf, xh, (size_t)M * K, 1.0f);
+    rand_half(wf, wh, (size_t)N * K, 0.1f);
     for (size_t i = 0; i < (size_t)M * K; i++)
         xd[i] = xf[i];
     ref_mm(ref, xd, wf, M, N, K);
@@ -361,10 +354,10 @@ static void check_split_repeat(int M, int N, int K)
     for (int cf = 0; cf < N_CFG; cf++) {
         ws = cfgs[cf];
         CUDA_OR_DIE(cudaMemset(dy, 0xFF, sizeof(float) * M * N));
-        bi_status s1 = krn_gemv(&ws, dy, dx, dw, NULL, false, M, N, K, 0);
+        bi_status s1 = krn_gemv(&ws, dy, dx, dw, NULL, false, M, N, K, gpu_dt, 0);
         CUDA_OR_DIE(cudaMemcpy(a, dy, sizeof(float) * M * N, cudaMemcpyDeviceToHost));
         CUDA_OR_DIE(cudaMemset(dy, 0xFF, sizeof(float) * M * N));
-        bi_status s2 = krn_gemv(&ws, dy, dx, dw, NULL, false, M, N, K, 0);
+        bi_status s2 = krn_gemv(&ws, dy, dx, dw, NULL, false, M, N, K, gpu_dt, 0);
         CUDA_OR_DIE(cudaMemcpy(b, dy, sizeof(float) * M * N, cudaMemcpyDeviceToHost));
         double e = rel_err_d(b, ref, (size_t)M * N);
         int same = memcmp(a, b, sizeof(float) * M * N) == 0;
@@ -382,13 +375,17 @@ static void check_split_repeat(int M, int N, int K)
 static void check_refused(void)
 {
     float *y = dev_poisoned(64);
-    EXPECT(krn_gemv(&ws, y, NULL, NULL, NULL, false, 0, 16, 64, 0) == BI_OK, "M = 0 not a no-op");
-    EXPECT(krn_gemv(&ws, y, NULL, NULL, NULL, false, 17, 16, 64, 0) == BI_UNSUPPORTED,
+    EXPECT(krn_gemv(&ws, y, NULL, NULL, NULL, false, 0, 16, 64, KRN_BF16, 0) == BI_OK,
+           "M = 0 not a no-op");
+    EXPECT(krn_gemv(&ws, y, NULL, NULL, NULL, false, 17, 16, 64, KRN_BF16, 0) == BI_UNSUPPORTED,
            "M = 17 accepted");
-    EXPECT(krn_gemv(&ws, y, NULL, NULL, NULL, false, 1, 16, 60, 0) == BI_UNSUPPORTED,
+    EXPECT(krn_gemv(&ws, y, NULL, NULL, NULL, false, 1, 16, 60, KRN_BF16, 0) == BI_UNSUPPORTED,
            "K not a multiple of 8 accepted");
-    EXPECT(krn_gemv(&ws, y, NULL, NULL, NULL, false, 1, 0, 64, 0) == BI_INVALID_ARGUMENT,
+    EXPECT(krn_gemv(&ws, y, NULL, NULL, NULL, false, 1, 0, 64, KRN_BF16, 0) == BI_INVALID_ARGUMENT,
            "N = 0 accepted");
+    EXPECT(krn_gemv(&ws, y, NULL, NULL, NULL, false, 1, 16, 64, (krn_dtype)5, 0) ==
+               BI_INVALID_ARGUMENT,
+           "dtype 5 accepted");
     EXPECT(!krn_gemv_supported(1, 4) && krn_gemv_supported(16, 8), "krn_gemv_supported");
     cudaFree(y);
 }
@@ -416,16 +413,20 @@ int main(void)
         {"hd256", 1536, 8, 2, 256, 1024, true, true},
     };
     const int Ms[] = {1, 3, 8, 16};
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        const shape *s = &shapes[i];
-        for (size_t j = 0; j < sizeof Ms / sizeof Ms[0]; j++) {
-            check_plain(s->name, Ms[j], s->d, s->nh * s->hd);
-            check_swiglu(s->name, Ms[j], s->ff, s->d);
-            check_qkv(s, Ms[j]);
+    krn_dtype dts[2];
+    for (int d = 0, nd = gpu_dtypes(dts); d < nd; d++) {
+        gpu_use_dtype(dts[d]);
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            const shape *s = &shapes[i];
+            for (size_t j = 0; j < sizeof Ms / sizeof Ms[0]; j++) {
+                check_plain(s->name, Ms[j], s->d, s->nh * s->hd);
+                check_swiglu(s->name, Ms[j], s->ff, s->d);
+                check_qkv(s, Ms[j]);
+            }
         }
+        check_split_repeat(16, 512, 14336);
+        check_split_repeat(1, 1000, 14336);
     }
-    check_split_repeat(16, 512, 14336);
-    check_split_repeat(1, 1000, 14336);
     check_refused();
     CUDA_OR_DIE(cudaDeviceSynchronize());
     cudaFree(ws.part);

@@ -2,7 +2,7 @@
  * test_reuse.c - chunk reuse, pool exhaustion and device memory through the
  * engine API on the CUDA backend, token-id parts only. The engine opens a
  * model path only with its tokenizer, which the fixtures lack, so the model
- * is the smallest dummy preset (smollm2-135m, random bf16 weights):
+ * is the smallest dummy preset (smollm2-135m, random weights):
  *   - a pool too small for a request fails that request with
  *     RESOURCE_EXHAUSTED, and a following small request still succeeds;
  *   - a step that fails on the device (BRAID_CUDA_FAULT_STEP) ends the
@@ -16,6 +16,8 @@
  *     the same greedy tokens (a flip is tolerated only at a near-tie, top-2
  *     logprob gap under NEAR_TIE, and reported either way);
  *   - INDEPENDENT reuse runs and reports cached tokens;
+ *   - both reuse checks run in bf16 and in fp16 (eng_config.dtype; GPU_DTYPE
+ *     picks one), and each engine's device memory is returned;
  *   - after engine destroy the device memory in use is back within LEAK_MIB
  *     of before create.
  *   test_reuse [MODELS_DIR]   (accepted as run.sh passes it; unused)
@@ -44,6 +46,7 @@ static eng_engine *open_engine(int32_t kv_tokens, float fraction)
     cfg.dummy_preset = PRESET;
     cfg.dummy_seed = 1;
     cfg.backend = "cuda";
+    cfg.dtype = gpu_dtype_name(gpu_dt);
     cfg.kv_tokens = kv_tokens;
     cfg.kv_memory_fraction = fraction;
     char err[512];
@@ -240,26 +243,30 @@ int main(int argc, char **argv)
     check_step_fault();
     check_too_large();
 
-    double before = used_mib();
-    size_t free_b, total_b;
-    CUDA_OR_DIE(cudaMemGetInfo(&free_b, &total_b));
-    e = open_engine(0, FRACTION);
-    eng_stats s;
-    eng_stats_get(e, &s);
-    double pool = (double)s.kv_pages_total * (double)s.kv_page_bytes;
-    printf("  pool from fraction %.2f: %d pages of %d tokens, %.1f MiB (%.3f of the %.1f MiB free "
-           "before create)\n",
-           FRACTION, s.kv_pages_total, s.page_size, pool / 1048576.0, pool / (double)free_b,
-           free_b / 1048576.0);
-    /* The weights and step buffers of a 135M model take about 1% of an 80 GB card. */
-    EXPECT(pool <= FRACTION * (double)free_b && pool >= 0.95 * FRACTION * (double)free_b,
-           "pool %.0f bytes is not ~%.2f of %zu free", pool, FRACTION, free_b);
-    check_reuse(e);
-    eng_engine_destroy(e);
-    double after = used_mib();
-    printf("  device memory in use: %.1f MiB before create, %.1f MiB after destroy\n", before,
-           after);
-    EXPECT(after - before <= LEAK_MIB && before - after <= LEAK_MIB,
-           "device memory in use changed by %.1f MiB", after - before);
+    krn_dtype dts[2];
+    for (int i = 0, n = gpu_dtypes(dts); i < n; i++) {
+        gpu_use_dtype(dts[i]);
+        double before = used_mib();
+        size_t free_b, total_b;
+        CUDA_OR_DIE(cudaMemGetInfo(&free_b, &total_b));
+        e = open_engine(0, FRACTION);
+        eng_stats s;
+        eng_stats_get(e, &s);
+        double pool = (double)s.kv_pages_total * (double)s.kv_page_bytes;
+        printf("  pool from fraction %.2f: %d pages of %d tokens, %.1f MiB (%.3f of the %.1f MiB "
+               "free before create)\n",
+               FRACTION, s.kv_pages_total, s.page_size, pool / 1048576.0, pool / (double)free_b,
+               free_b / 1048576.0);
+        /* The weights and step buffers of a 135M model take about 1% of an 80 GB card. */
+        EXPECT(pool <= FRACTION * (double)free_b && pool >= 0.95 * FRACTION * (double)free_b,
+               "pool %.0f bytes is not ~%.2f of %zu free", pool, FRACTION, free_b);
+        check_reuse(e);
+        eng_engine_destroy(e);
+        double after = used_mib();
+        printf("  device memory in use: %.1f MiB before create, %.1f MiB after destroy\n", before,
+               after);
+        EXPECT(after - before <= LEAK_MIB && before - after <= LEAK_MIB,
+               "device memory in use changed by %.1f MiB", after - before);
+    }
     return gpu_end("test_reuse");
 }

@@ -5,8 +5,9 @@
  * attend 1, 1025, 2048 and 4096 keys over up to five levels (so most of the
  * 64 slices of the short ones are empty), and a prefill over two levels (one
  * slice per token). GQA groups 1, 2, 4 and 8 with head_dim 64, 128 and 256
- * (every instance of the split kernel's group and width). bf16 output within
- * 1e-2 relative error, no NaN left from the poisoned output.
+ * (every instance of the split kernel's group and width), bf16 and fp16 KV
+ * (GPU_DTYPE picks one). Output within 1e-2 relative error, no NaN left from
+ * the poisoned output.
  * Exit 0 pass, 1 fail, 77 no GPU.
  */
 #include "gpu_ops.h"
@@ -78,11 +79,15 @@ static void check_config(int n_head, int n_kv_head, int hd)
 int main(void)
 {
     gpu_begin("test_split");
-    check_config(8, 1, 64);  /* group 8 */
-    check_config(8, 2, 128); /* group 4 */
-    check_config(4, 2, 128); /* group 2 */
-    check_config(2, 2, 256); /* group 1 */
-    check_config(12, 4, 64); /* group 3 (in the 4-wide instance) */
+    krn_dtype dts[2];
+    for (int i = 0, n = gpu_dtypes(dts); i < n; i++) {
+        gpu_use_dtype(dts[i]);
+        check_config(8, 1, 64);  /* group 8 */
+        check_config(8, 2, 128); /* group 4 */
+        check_config(4, 2, 128); /* group 2 */
+        check_config(2, 2, 256); /* group 1 */
+        check_config(12, 4, 64); /* group 3 (in the 4-wide instance) */
+    }
     CUDA_OR_DIE(cudaDeviceSynchronize());
     return gpu_end("test_split");
 }

@@ -4,7 +4,8 @@
  * several sequences and decodes in one step) and shared cascade levels (many
  * decode sequences holding the same chunk at different positions, read once
  * for all of them and merged with each sequence's own levels), for groups of
- * 1, 2, 4, 7 and 8 query heads per kv head and head_dim 64 and 128. Each step
+ * 1, 2, 4, 7 and 8 query heads per kv head and head_dim 64 and 128, with the
+ * bf16 and the fp16 mma (GPU_DTYPE picks one). Each step
  * also checks that the backend split it as intended (tensor-core jobs,
  * shared members), so a fallback cannot pass for the path under test.
  * Exit 0 pass, 1 fail, 77 no GPU.
@@ -152,11 +153,15 @@ int main(void)
 {
     gpu_begin("test_tc");
     const int shapes[][3] = {{8, 8, 64}, {16, 8, 128}, {32, 8, 128}, {32, 4, 64}, {14, 2, 64}};
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-        prefill_case(shapes[i][0], shapes[i][1], shapes[i][2]);
-    shared_case(32, 4, 64, 64);
-    shared_case(32, 8, 128, 40);
-    shared_case(14, 2, 64, 9);
-    shared_case(8, 8, 64, 2);
+    krn_dtype dts[2];
+    for (int d = 0, n = gpu_dtypes(dts); d < n; d++) {
+        gpu_use_dtype(dts[d]);
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+            prefill_case(shapes[i][0], shapes[i][1], shapes[i][2]);
+        shared_case(32, 4, 64, 64);
+        shared_case(32, 8, 128, 40);
+        shared_case(14, 2, 64, 9);
+        shared_case(8, 8, 64, 2);
+    }
     return gpu_end("test_tc");
 }

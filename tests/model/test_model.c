@@ -128,6 +128,8 @@ static void test_model_smollm2_gguf(void **state)
     assert_true(n_progress >= 50 && n_progress <= 110);
     const eng_model_config *c = &m->cfg;
     assert_int_equal(c->arch, ENG_ARCH_LLAMA);
+    /* token_embd is Q8_0, every other matrix Q4_1: no one source type */
+    assert_int_equal(m->weight_dtype, ENG_DTYPE_INVALID);
     assert_int_equal(c->n_layer, 30);
     assert_int_equal(c->d_model, 576);
     assert_int_equal(c->n_head, 9);
@@ -426,6 +428,8 @@ static void test_model_tiny_formats_agree(void **state)
         check_tiny(g, t); /* llama: un-permuted back to HF order */
         check_tiny(h, t);
         assert_string_not_equal(g->fingerprint, h->fingerprint);
+        assert_int_equal(g->weight_dtype, ENG_DTYPE_F32); /* the generators write F32 */
+        assert_int_equal(h->weight_dtype, ENG_DTYPE_F32);
         eng_model_destroy(g);
         eng_model_destroy(h);
     }

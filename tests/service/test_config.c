@@ -25,6 +25,7 @@ static int clear_env(void **state)
     unsetenv("BRAID_KV_MEMORY_FRACTION");
     unsetenv("BRAID_MODEL");
     unsetenv("BRAID_DUMMY");
+    unsetenv("BRAID_DTYPE");
     return 0;
 }
 
@@ -83,6 +84,44 @@ static void test_config_engine_flags(void **state)
     assert_int_equal(parse(&cfg, err, 5, a4), BI_INVALID_ARGUMENT);
 }
 
+/* --dtype: auto, bf16 or fp16 (flag or environment), anything else refused
+ * when parsed, naming the flag; not given is NULL (auto). */
+static void test_config_dtype(void **state)
+{
+    (void)state;
+    svc_config cfg;
+    char err[256];
+    const char *a0[] = {"braidd"};
+    assert_int_equal(parse(&cfg, err, 1, a0), BI_OK);
+    assert_null(cfg.dtype);
+    const char *names[] = {"auto", "bf16", "fp16"};
+    for (int i = 0; i < 3; i++) {
+        const char *a[] = {"braidd", "--dtype", names[i]};
+        assert_int_equal(parse(&cfg, err, 3, a), BI_OK);
+        assert_string_equal(cfg.dtype, names[i]);
+    }
+    const char *a1[] = {"braidd", "--dtype=fp16"};
+    assert_int_equal(parse(&cfg, err, 2, a1), BI_OK);
+    assert_string_equal(cfg.dtype, "fp16");
+    const char *bad[] = {"float16", "FP16", "f16", "fp32", "bf16 "};
+    for (int i = 0; i < 5; i++) {
+        const char *a[] = {"braidd", "--dtype", bad[i]};
+        err[0] = '\0';
+        assert_int_equal(parse(&cfg, err, 3, a), BI_INVALID_ARGUMENT);
+        assert_non_null(strstr(err, "--dtype"));
+        assert_non_null(strstr(err, bad[i]));
+    }
+    setenv("BRAID_DTYPE", "bf16", 1);
+    assert_int_equal(parse(&cfg, err, 1, a0), BI_OK);
+    assert_string_equal(cfg.dtype, "bf16");
+    const char *a2[] = {"braidd", "--dtype", "fp16"};
+    assert_int_equal(parse(&cfg, err, 3, a2), BI_OK);
+    assert_string_equal(cfg.dtype, "fp16"); /* the flag wins */
+    setenv("BRAID_DTYPE", "half", 1);
+    assert_int_equal(parse(&cfg, err, 1, a0), BI_INVALID_ARGUMENT);
+    assert_non_null(strstr(err, "--dtype"));
+}
+
 static void test_config_env_and_flag_precedence(void **state)
 {
     (void)state;
@@ -136,6 +175,8 @@ static void test_config_usage_lists_every_env(void **state)
     assert_non_null(strstr(buf, "BRAID_LISTEN"));
     assert_non_null(strstr(buf, "BRAID_LOG_LEVEL"));
     assert_non_null(strstr(buf, "--max-message"));
+    assert_non_null(strstr(buf, "--dtype TYPE"));
+    assert_non_null(strstr(buf, "BRAID_DTYPE"));
     free(buf);
 }
 
@@ -145,6 +186,7 @@ int main(void)
         cmocka_unit_test_setup(test_config_defaults, clear_env),
         cmocka_unit_test_setup(test_config_flags, clear_env),
         cmocka_unit_test_setup(test_config_engine_flags, clear_env),
+        cmocka_unit_test_setup(test_config_dtype, clear_env),
         cmocka_unit_test_setup(test_config_env_and_flag_precedence, clear_env),
         cmocka_unit_test_setup(test_config_bad_values, clear_env),
         cmocka_unit_test_setup(test_config_usage_lists_every_env, clear_env),
