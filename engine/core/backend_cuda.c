@@ -76,6 +76,7 @@
 #define TC_MIN_ROWS         16
 #define TC_DECODE_MIN_GROUP 4
 #define TC_DEC_SLICE        64
+#define SPLIT_PREFILL_KEYS  512
 #define CASCADE_MIN_KEYS    64
 #define CASCADE_SLICE       256
 #define CASCADE_SLICES      16
@@ -153,7 +154,7 @@ typedef struct cuda_backend {
     int32_t *ap_jobs, *ap_sh, *ap_dec, *ap_extra, *ap_flag; /* ap_flag: per segment */
     struct cand *cands;
     size_t cand_cap;
-    size_t n_jobs, n_sh, n_dec;
+    size_t n_jobs, n_sh, n_dec, n_dec_split; /* n_dec_split: dec[] tokens of the split kernel */
     bool dec_on;        /* dec[] is uploaded (else every token is the per-token kernel's) */
     int64_t fault_step; /* BRAID_CUDA_FAULT_STEP (tests): this step fails as a device error */
     int64_t n_steps;
@@ -784,11 +785,31 @@ static void plan_shared(cuda_backend *cb, const struct cand *cands, size_t n, in
 
 static int choose_split(const cuda_backend *cb, int32_t n_tokens, int64_t max_keys);
 
-/* One member-list job per slice of each level that dec token d still
- * attends (its segments no shared job covers, then its tail). */
-static void plan_decode_token(cuda_backend *cb, const eng_plan *plan, size_t d, int32_t slice)
+/* Keys a sequence's last new token attends (all its levels). */
+static int64_t seq_keys(const eng_fwd_seq *q)
 {
-    const int32_t tok = cb->ap_dec[d], s = plan->tok_seq[tok];
+    int64_t keys = (int64_t)q->tail_len + q->n_new;
+    for (int i = 0; i < q->n_segs; i++)
+        keys += q->segs[i].len;
+    return keys;
+}
+
+/* A sequence with prefill tiles is split over its keys when the step has few
+ * tiles and it attends long levels (SPLIT_PREFILL_KEYS keys or more). */
+static bool split_seq(const eng_fwd_seq *q, bool few_tiles)
+{
+    return few_tiles && seq_keys(q) >= SPLIT_PREFILL_KEYS;
+}
+
+/* Member-list jobs for the ntok consecutive tokens dec[d0 ..] of one
+ * sequence: one per slice of each level they still attend (segments no shared
+ * job covers, then their causal tail), each token given a partial slot per
+ * job. */
+static void plan_member_jobs(cuda_backend *cb, const eng_plan *plan, size_t d0, int32_t ntok,
+                             int32_t slice)
+{
+    const int32_t tok = cb->ap_dec[d0], s = plan->tok_seq[tok];
+    const int32_t last = cb->ap_dec[d0 + (size_t)ntok - 1];
     const eng_fwd_batch *b = plan->batch;
     const eng_fwd_seq *q = &b->seqs[s];
     int32_t first = 0;
@@ -798,32 +819,38 @@ static void plan_decode_token(cuda_backend *cb, const eng_plan *plan, size_t d, 
         const bool tail = lv == q->n_segs;
         if (!tail && (cb->ap_flag[first + lv] || q->segs[lv].len == 0))
             continue;
-        const int32_t len = tail ? plan->tok_idx[tok] + 1 : q->segs[lv].len;
+        const int32_t len = tail ? plan->tok_idx[last] + 1 : q->segs[lv].len;
         for (int32_t lo = 0; lo < len; lo += slice) {
-            int32_t *sh = cb->ap_sh + cb->n_sh * KRN_SH_FIELDS;
-            sh[KRN_SH_DEC] = (int32_t)d;
-            sh[KRN_SH_SEG] = tail ? -1 : first + lv;
-            sh[KRN_SH_SLOT] = cb->ap_extra[d]++;
             int32_t *j = cb->ap_jobs + cb->n_jobs++ * KRN_JOB_FIELDS;
             j[KRN_JOB_SEQ] = -1;
-            j[KRN_JOB_TOK] = (int32_t)cb->n_sh++;
-            j[KRN_JOB_NTOK] = 1;
+            j[KRN_JOB_TOK] = (int32_t)cb->n_sh;
+            j[KRN_JOB_NTOK] = ntok;
             j[KRN_JOB_SEG] = tail ? KRN_JOB_SEG_TAIL : first + lv;
             j[KRN_JOB_KEY_LO] = lo;
             j[KRN_JOB_KEY_HI] = lo + slice < len ? lo + slice : len;
+            for (int32_t i = 0; i < ntok; i++) {
+                int32_t *sh = cb->ap_sh + cb->n_sh++ * KRN_SH_FIELDS;
+                sh[KRN_SH_DEC] = (int32_t)(d0 + (size_t)i);
+                sh[KRN_SH_SEG] = tail ? -1 : first + lv;
+                sh[KRN_SH_SLOT] = cb->ap_extra[d0 + (size_t)i]++;
+            }
         }
     }
 }
 
-/* Decode tokens on the tensor-core kernel: each token's remaining levels in
- * slices sized so that the step's jobs come to about two blocks per SM. */
-static void plan_decode(cuda_backend *cb, const eng_plan *plan, int64_t keys)
+/* Slice length so that `keys` keys of work come to about two blocks per SM. */
+static int32_t member_slice(const cuda_backend *cb, int64_t keys)
 {
-    const eng_model_config *c = &cb->m->cfg;
-    int64_t slice = keys * c->n_kv_head / (2 * cb->n_sm);
-    slice = slice < TC_DEC_SLICE ? TC_DEC_SLICE : (slice + 63) / 64 * 64;
-    for (size_t d = 0; d < cb->n_dec; d++)
-        plan_decode_token(cb, plan, d, (int32_t)slice);
+    int64_t slice = keys * cb->m->cfg.n_kv_head / (2 * cb->n_sm);
+    return (int32_t)(slice < TC_DEC_SLICE ? TC_DEC_SLICE : (slice + 63) / 64 * 64);
+}
+
+/* Decode tokens dec[0 .. n) on the tensor-core kernel, one job set each. */
+static void plan_decode(cuda_backend *cb, const eng_plan *plan, size_t n, int64_t keys)
+{
+    const int32_t slice = member_slice(cb, keys);
+    for (size_t d = 0; d < n; d++)
+        plan_member_jobs(cb, plan, d, 1, slice);
 }
 
 /* Splits the step's attention between the kernels: the tokens of sequences
@@ -842,11 +869,18 @@ static bi_status plan_attention(cuda_backend *cb, const eng_plan *plan, size_t n
     const bool cascade = tc && cb->cascade_on;
     const int T = tc ? krn_attn_tc_tokens(c->n_head, c->n_kv_head) : 1;
     const bool tc_dec = tc && cb->tc_decode_on && G >= TC_DECODE_MIN_GROUP;
+    /* Prefill tiles too few to fill the GPU (a short query after long cached
+     * chunks) are cut over their keys like decodes ("split" sequences). */
+    int64_t tiles = 0;
+    for (int s = 0; tc && s < b->n_seqs; s++)
+        if ((int64_t)b->seqs[s].n_new * G >= TC_MIN_ROWS)
+            tiles += (b->seqs[s].n_new + T - 1) / T;
+    const bool few_tiles = tiles * c->n_kv_head < cb->n_sm;
     size_t nc = 0, dec_levels = 0;
     int64_t dec_keys = 0;
     for (int s = 0; s < b->n_seqs; s++) {
         const eng_fwd_seq *q = &b->seqs[s];
-        if (tc && (int64_t)q->n_new * G >= TC_MIN_ROWS)
+        if (tc && (int64_t)q->n_new * G >= TC_MIN_ROWS && !split_seq(q, few_tiles))
             continue;
         if (cascade && q->n_new == 1)
             for (int i = 0; i < q->n_segs; i++)
@@ -857,8 +891,11 @@ static bi_status plan_attention(cuda_backend *cb, const eng_plan *plan, size_t n
         dec_levels += (size_t)q->n_new * (q->n_segs + 1);
         dec_keys += q->n_new * (seg_keys + q->tail_len) + (int64_t)q->n_new * (q->n_new + 1) / 2;
     }
-    /* decode jobs (tc_dec): at most one per level plus one per TC_DEC_SLICE keys */
-    const size_t n_dec_jobs = tc_dec ? dec_levels + (size_t)(dec_keys / TC_DEC_SLICE) : 0;
+    /* member jobs (decodes with tc_dec, split sequences): at most one per
+     * level plus one per TC_DEC_SLICE keys for each token */
+    const size_t n_dec_jobs = tc ? dec_levels + (size_t)(dec_keys / TC_DEC_SLICE) +
+                                       (size_t)b->n_tokens * (T / TC_DEC_SLICE + 2)
+                                 : 0;
     const size_t n = (size_t)b->n_tokens, max_sh = nc * CASCADE_SLICES + n_dec_jobs,
                  max_jobs = n + max_sh,
                  need = max_jobs * KRN_JOB_FIELDS + max_sh * KRN_SH_FIELDS + 2 * n + n_segs;
@@ -887,7 +924,9 @@ static bi_status plan_attention(cuda_backend *cb, const eng_plan *plan, size_t n
     int32_t t = 0, first = 0;
     for (int s = 0; s < b->n_seqs; s++) {
         const eng_fwd_seq *q = &b->seqs[s];
-        if (tc && (int64_t)q->n_new * G >= TC_MIN_ROWS) {
+        if (tc && (int64_t)q->n_new * G >= TC_MIN_ROWS && split_seq(q, few_tiles)) {
+            /* after the per-token kernel's tokens (below) */
+        } else if (tc && (int64_t)q->n_new * G >= TC_MIN_ROWS) {
             /* last tile first: the causal tail makes later tiles the longest,
              * and blocks start in job order */
             for (int32_t k = (q->n_new - 1) / T * T; k >= 0; k -= T) {
@@ -913,6 +952,20 @@ static bi_status plan_attention(cuda_backend *cb, const eng_plan *plan, size_t n
         t += q->n_new;
         first += q->n_segs;
     }
+    /* the split sequences' tokens, after every token of the per-token kernel */
+    const size_t n_plain = cb->n_dec;
+    int64_t split_keys = 0;
+    t = 0;
+    for (int s = 0; s < b->n_seqs; t += b->seqs[s].n_new, s++) {
+        const eng_fwd_seq *q = &b->seqs[s];
+        if (!(tc && (int64_t)q->n_new * G >= TC_MIN_ROWS && split_seq(q, few_tiles)))
+            continue;
+        split_keys += seq_keys(q) * ((q->n_new + T - 1) / T);
+        for (int32_t i = 0; i < q->n_new; i++) {
+            cb->ap_extra[cb->n_dec] = 0;
+            cb->ap_dec[cb->n_dec++] = t + i;
+        }
+    }
     if (n_cand > 1)
         qsort(cb->cands, n_cand, sizeof *cb->cands, cand_cmp);
     for (size_t g0 = 0, g1; g0 < n_cand; g0 = g1) {
@@ -928,7 +981,7 @@ static bi_status plan_attention(cuda_backend *cb, const eng_plan *plan, size_t n
     for (int s = 0; s < b->n_seqs; first += b->seqs[s].n_segs, s++) {
         const eng_fwd_seq *q = &b->seqs[s];
         if (tc && (int64_t)q->n_new * G >= TC_MIN_ROWS)
-            continue;
+            continue; /* tiles and split sequences */
         int64_t keys = (int64_t)q->tail_len + q->n_new;
         for (int k = 0; k < q->n_segs; k++)
             if (!cb->ap_flag[first + k])
@@ -936,11 +989,27 @@ static bi_status plan_attention(cuda_backend *cb, const eng_plan *plan, size_t n
         max_keys = keys > max_keys ? keys : max_keys;
         rest_keys += keys * q->n_new;
     }
-    if (tc_dec && cb->n_dec > 0) {
-        plan_decode(cb, plan, rest_keys);
+    if (cb->n_dec > n_plain) { /* the split sequences, T tokens per job */
+        const int32_t slice = member_slice(cb, split_keys);
+        for (size_t d = n_plain; d < cb->n_dec;) {
+            const int32_t s0 = plan->tok_seq[cb->ap_dec[d]];
+            int32_t k = 0;
+            while (k < T && d + (size_t)k < cb->n_dec && plan->tok_seq[cb->ap_dec[d + k]] == s0)
+                k++;
+            plan_member_jobs(cb, plan, d, k, slice);
+            d += (size_t)k;
+        }
+    }
+    if (tc_dec && n_plain > 0) {
+        plan_decode(cb, plan, n_plain, rest_keys);
         cb->n_split = 0;
+        cb->n_dec_split = 0;
+    } else if (n_plain > 0) {
+        cb->n_split = choose_split(cb, (int32_t)n_plain, max_keys);
+        cb->n_dec_split = n_plain;
     } else {
-        cb->n_split = cb->n_dec ? choose_split(cb, (int32_t)cb->n_dec, max_keys) : 1;
+        cb->n_split = cb->n_dec > 0 ? 0 : 1;
+        cb->n_dec_split = 0;
     }
     for (size_t d = 0; d < cb->n_dec; d++)
         max_extra = cb->ap_extra[d] > max_extra ? cb->ap_extra[d] : max_extra;
@@ -1028,6 +1097,7 @@ static bi_status cuda_begin(eng_backend *b, const eng_plan *plan)
         .n_logits = plan->n_logits,
         .n_jobs = (int32_t)cb->n_jobs,
         .n_dec = (int32_t)cb->n_dec,
+        .n_dec_split = cb->dec_on ? (int32_t)cb->n_dec_split : (int32_t)cb->n_dec,
     };
     return BI_OK;
 }
@@ -1725,6 +1795,7 @@ static uint64_t step_key(const cuda_backend *cb)
                           (uint64_t)(uintptr_t)cb->part,
                           (uint64_t)st->n_jobs,
                           (uint64_t)st->n_dec,
+                          (uint64_t)st->n_dec_split,
                           (uint64_t)st->n_tokens,
                           (uint64_t)st->n_seqs,
                           (uint64_t)st->n_logits};

@@ -440,14 +440,15 @@ merge_kernel(krn_step st, T *__restrict__ out, const float *__restrict__ part_o,
     const int di = (int)(row / n_head), h = (int)(row % n_head);
     const int t = st.dec ? st.dec[di] : di;
     const int used = n_split + (st.dec_extra ? st.dec_extra[di] : 0);
+    const int s0 = di < st.n_dec_split ? 0 : n_split; // tokens the split kernel did not see
     const float *lse = part_lse + row * n_slots;
     float M = -INFINITY;
-    for (int s = 0; s < used; s++)
+    for (int s = s0; s < used; s++)
         M = fmaxf(M, lse[s]);
     T *o = out + ((size_t)t * n_head + h) * hd;
     for (int e = threadIdx.x; e < hd; e += blockDim.x) {
         float L = 0.0f, A = 0.0f;
-        for (int s = 0; s < used; s++) {
+        for (int s = s0; s < used; s++) {
             if (lse[s] == -INFINITY)
                 continue;
             const float w = exp2f(lse[s] - M);
@@ -468,8 +469,8 @@ static void split_launch(const krn_step *step, const krn_kv_layer &kv, krn_half 
     float *part_lse = n_slots > 1 || n_split == 0
                           ? part + krn_part_lse_offset(step->n_dec, n_head, HD, n_slots)
                           : nullptr;
-    if (n_split > 0) { // 0: the tensor-core jobs attended every level; only merge
-        dim3 grid((unsigned)step->n_dec, (unsigned)kv.n_kv_head, (unsigned)n_split);
+    if (n_split > 0 && step->n_dec_split > 0) { // else the jobs attended every level
+        dim3 grid((unsigned)step->n_dec_split, (unsigned)kv.n_kv_head, (unsigned)n_split);
         split_attention_kernel<T, HD, G><<<grid, SPLIT_WARPS * 32, 0, stream>>>(
             *step, kv, hv<T>(out), part, part_lse, q, inv_freq, n_head, scale * 1.4426950408889634f,
             n_split, n_slots);

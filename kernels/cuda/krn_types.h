@@ -87,6 +87,8 @@ typedef struct krn_step {
     const int32_t *dec;       /* n_dec: tokens the per-token kernels attend (NULL: all) */
     const int32_t *dec_extra; /* n_dec: partial slots shared jobs fill after n_split (NULL: 0) */
     int32_t n_tokens, n_seqs, n_logits, n_jobs, n_dec;
+    int32_t n_dec_split; /* dec[0 .. n_dec_split): the split kernel's; the rest only merge
+                            (their slots start at n_split) */
 } krn_step;
 
 /* One layer's paged KV: K and V as [page][kv_head][slot][head_dim] of dtype. */

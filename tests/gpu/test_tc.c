@@ -7,7 +7,8 @@
  * 1, 2, 4, 7 and 8 query heads per kv head and head_dim 64 and 128, with the
  * bf16 and the fp16 mma (GPU_DTYPE picks one). Each step
  * also checks that the backend split it as intended (tensor-core jobs,
- * shared members), so a fallback cannot pass for the path under test.
+ * shared members), so a fallback cannot pass for the path under test. A
+ * short prompt after long levels is split over its keys like the decodes.
  * Exit 0 pass, 1 fail, 77 no GPU.
  */
 #include "gpu_ops.h"
@@ -149,6 +150,36 @@ static void shared_case(int nh, int nkv, int hd, int n_dec)
     ops_fx_fini(&x);
 }
 
+/* A short prompt after long levels, beside a decode: too few prefill tiles
+ * to fill the GPU, so the prompt's tokens are cut over their keys like
+ * decodes and merged (with the decode on the split kernel where the group is
+ * small). */
+static void split_prefill_case(int nh, int nkv, int hd)
+{
+    ops_fx x;
+    next_page = 0;
+    ops_fx_init(&x, nh, nkv, hd, PAGE, N_PAGES, MAX_TOK);
+    static int32_t tok[MAX_TOK];
+    int32_t *S = fill_chunk(&x, 700, tok), *R = fill_chunk(&x, 300, tok);
+    eng_seg segs[2] = {{S, 700, 0, 0}, {R, 300, 700, 0}}, seg1[1] = {{S, 700, 5, 0}};
+    int32_t *t0 = take_pages(64), *t1 = take_pages(64);
+    eng_fwd_seq fill = {seg1, 1, t1, 705, 0, 30, ENG_LOGITS_NONE};
+    eng_fwd_batch bf = {tok, 30, &fill, 1};
+    double ef = ops_both(&x, &bf);
+    eng_fwd_seq mix[2] = {{segs, 2, t0, 1000, 0, 40, ENG_LOGITS_NONE},
+                          {seg1, 1, t1, 705, 30, 1, ENG_LOGITS_NONE}};
+    eng_fwd_batch bm = {tok, 41, mix, 2};
+    double em = ops_both(&x, &bm);
+    eng_attn_split sp = split_of(&x);
+    printf("  split prefill h%d/kv%d/d%d: decode tail %.2e, 40 after 1000 keys + decode %.2e "
+           "(%d tc jobs, %d member rows, %d merged, split %d)\n",
+           nh, nkv, hd, ef, em, sp.tc_jobs, sp.shared_members, sp.per_token, sp.n_split);
+    EXPECT(sp.per_token == 41 && sp.shared_members >= 40, "the prompt was not split over its keys");
+    EXPECT(ef <= 1e-2 && em <= 1e-2, "split prefill differs from cpu");
+    free(S), free(R), free(t0), free(t1);
+    ops_fx_fini(&x);
+}
+
 int main(void)
 {
     gpu_begin("test_tc");
@@ -158,6 +189,8 @@ int main(void)
         gpu_use_dtype(dts[d]);
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
             prefill_case(shapes[i][0], shapes[i][1], shapes[i][2]);
+        split_prefill_case(16, 8, 128);
+        split_prefill_case(32, 4, 64);
         shared_case(32, 4, 64, 64);
         shared_case(32, 8, 128, 40);
         shared_case(14, 2, 64, 9);
