@@ -169,6 +169,40 @@ static void add_result(const char *preset, const char *kind, int batch, double t
 static int32_t pages[MAX_BATCH * (PROMPT + NEW) / PAGE];
 static bool bench_selected(int batch);
 
+/* A CUDA backend, a device KV pool of n_pages and a forward pass over m. */
+typedef struct rig {
+    eng_backend *b;
+    eng_kv_pool kv;
+    bool pool;
+    eng_forward *f;
+} rig;
+
+static void rig_close(rig *r)
+{
+    eng_forward_destroy(r->f);
+    if (r->pool)
+        eng_kv_pool_fini(&r->kv);
+    eng_backend_destroy(r->b);
+    *r = (rig){0};
+}
+
+/* 0, or 1 (with a line naming what) when something could not be set up. */
+static int rig_open(rig *r, const eng_model *m, eng_store_dtype store, int32_t n_pages,
+                    const char *what)
+{
+    const eng_model_config *c = &m->cfg;
+    *r = (rig){0};
+    if (eng_backend_cuda_create(0, store, &r->b) != BI_OK ||
+        !(r->pool = eng_kv_pool_init_opt(&r->kv, c->n_layer, c->n_kv_head, c->head_dim, PAGE,
+                                         n_pages, false) == BI_OK) ||
+        eng_forward_create(m, r->b, &r->kv, PREFILL, &r->f) != BI_OK) {
+        printf("%s: cannot set up the CUDA backend (%s)\n", c->name, what);
+        rig_close(r);
+        return 1;
+    }
+    return 0;
+}
+
 /* How a timed decode step ends: logit rows to the host (the forward pass
  * alone), plus the CPU sampler on each row, or sampling on the device. */
 typedef enum { STEP_LOGITS, STEP_HOST_SAMPLE, STEP_DEVICE_SAMPLE } step_mode;
@@ -320,20 +354,15 @@ static int shared_run(const eng_model *m, bool cascade, double *step_s, eng_attn
     setenv("BRAID_CASCADE", cascade ? "1" : "0", 1);
     const int32_t chunk_pages = SHARED_LEN / PAGE, per = (SHARED_QUERY + NEW) / PAGE + 1;
     const int32_t n_pages = chunk_pages + SHARED_REQ * per;
-    eng_backend *b = NULL;
-    eng_kv_pool kv;
-    eng_forward *f = NULL;
+    rig r = {0};
     int rc = 1;
     float *logits = malloc(sizeof(float) * (size_t)c->vocab_size * SHARED_REQ);
     static int32_t tok[PREFILL];
     static eng_fwd_seq seqs[SHARED_REQ];
     static eng_seg segs[SHARED_REQ];
-    bool pool = false;
-    if (!logits || eng_backend_cuda_create(0, ENG_STORE_BF16, &b) != BI_OK ||
-        !(pool = eng_kv_pool_init_opt(&kv, c->n_layer, c->n_kv_head, c->head_dim, PAGE, n_pages,
-                                      false) == BI_OK) ||
-        eng_forward_create(m, b, &kv, PREFILL, &f) != BI_OK)
+    if (!logits || rig_open(&r, m, ENG_STORE_BF16, n_pages, "shared chunk"))
         goto out;
+    eng_forward *f = r.f;
     /* the chunk, at local positions, in PREFILL-token pieces */
     for (int32_t off = 0; off < SHARED_LEN; off += PREFILL) {
         for (int t = 0; t < PREFILL; t++)
@@ -372,15 +401,12 @@ static int shared_run(const eng_model *m, bool cascade, double *step_s, eng_attn
     if (*step_s < 0)
         goto out;
     *split = (eng_attn_split){0};
-    if (b->ops->attn_split)
-        b->ops->attn_split(b, split);
+    if (r.b->ops->attn_split)
+        r.b->ops->attn_split(r.b, split);
     rc = 0;
 out:
     unsetenv("BRAID_CASCADE");
-    eng_forward_destroy(f);
-    if (pool)
-        eng_kv_pool_fini(&kv);
-    eng_backend_destroy(b);
+    rig_close(&r);
     free(logits);
     return rc;
 }
@@ -413,28 +439,19 @@ static int bench_qkv_off(const eng_model *m, double bw, const shape *sh, const c
 {
     const eng_model_config *c = &m->cfg;
     setenv("BRAID_FUSED_QKV", "0", 1);
-    eng_backend *b = NULL;
-    eng_kv_pool kv;
-    eng_forward *f = NULL;
-    bool pool = false;
+    rig r;
     int rc = 1;
     float *logits = malloc(sizeof(float) * (size_t)c->vocab_size * MAX_BATCH);
     int32_t n_pages = (int32_t)(sizeof pages / sizeof pages[0]);
-    if (logits && eng_backend_cuda_create(0, ENG_STORE_BF16, &b) == BI_OK &&
-        (pool = eng_kv_pool_init_opt(&kv, c->n_layer, c->n_kv_head, c->head_dim, PAGE, n_pages,
-                                     false) == BI_OK) &&
-        eng_forward_create(m, b, &kv, PREFILL, &f) == BI_OK) {
+    if (logits && !rig_open(&r, m, ENG_STORE_BF16, n_pages, "fused qkv off")) {
         rc = 0;
         const int batches[] = {1, 8};
         for (int i = 0; i < 2 && !rc; i++)
             if (bench_selected(batches[i]))
-                rc = bench_decode(f, c, batches[i], bw, sh, preset, "decode-qkv-off", logits);
+                rc = bench_decode(r.f, c, batches[i], bw, sh, preset, "decode-qkv-off", logits);
+        rig_close(&r);
     }
     unsetenv("BRAID_FUSED_QKV");
-    eng_forward_destroy(f);
-    if (pool)
-        eng_kv_pool_fini(&kv);
-    eng_backend_destroy(b);
     free(logits);
     return rc;
 }
@@ -482,25 +499,15 @@ static int bench_fp16(const eng_model *m, double bw, double rate, const shape *s
                       const char *preset, float *logits)
 {
     const eng_model_config *c = &m->cfg;
-    eng_backend *b;
-    eng_kv_pool kv;
-    eng_forward *f;
-    int32_t n_pages = (int32_t)(sizeof pages / sizeof pages[0]);
-    if (eng_backend_cuda_create(0, ENG_STORE_FP16, &b) != BI_OK ||
-        eng_kv_pool_init_opt(&kv, c->n_layer, c->n_kv_head, c->head_dim, PAGE, n_pages, false) !=
-            BI_OK ||
-        eng_forward_create(m, b, &kv, PREFILL, &f) != BI_OK) {
-        printf("%s: cannot set up the CUDA backend in fp16\n", preset);
+    rig r;
+    if (rig_open(&r, m, ENG_STORE_FP16, (int32_t)(sizeof pages / sizeof pages[0]), "fp16"))
         return 1;
-    }
-    int rc = b->store == ENG_STORE_FP16 ? 0 : 1;
+    int rc = r.b->store == ENG_STORE_FP16 ? 0 : 1;
     if (!rc && bench_selected(1))
-        rc = bench_decode(f, c, 1, bw, sh, preset, "decode-fp16", logits);
+        rc = bench_decode(r.f, c, 1, bw, sh, preset, "decode-fp16", logits);
     if (!rc && bench_selected(0))
-        rc = bench_prefill(f, c, bw, rate, sh, preset, "prefill-fp16", logits);
-    eng_forward_destroy(f);
-    eng_kv_pool_fini(&kv);
-    eng_backend_destroy(b);
+        rc = bench_prefill(r.f, c, bw, rate, sh, preset, "prefill-fp16", logits);
+    rig_close(&r);
     return rc;
 }
 
@@ -513,22 +520,18 @@ static int bench_preset(const char *name, double bw, double rate)
     }
     char err[256];
     eng_model *m;
-    eng_backend *b;
-    eng_kv_pool kv;
-    eng_forward *f;
+    rig r;
     double t0 = bench_now_s();
     if (eng_model_dummy(&c, 7, &m, err, sizeof err) != BI_OK) {
         printf("%s: %s\n", name, err);
         return 1;
     }
-    int32_t n_pages = (int32_t)(sizeof pages / sizeof pages[0]);
-    if (eng_backend_cuda_create(0, ENG_STORE_BF16, &b) != BI_OK ||
-        eng_kv_pool_init_opt(&kv, c.n_layer, c.n_kv_head, c.head_dim, PAGE, n_pages, false) !=
-            BI_OK ||
-        eng_forward_create(m, b, &kv, PREFILL, &f) != BI_OK) {
-        printf("%s: cannot set up the CUDA backend\n", name);
+    if (rig_open(&r, m, ENG_STORE_BF16, (int32_t)(sizeof pages / sizeof pages[0]), "bf16")) {
+        eng_model_destroy(m);
         return 1;
     }
+    eng_backend *b = r.b;
+    eng_forward *f = r.f;
     printf("%s: %.2fB parameters, ready in %.1f s; fused rmsnorm+qkv for steps of up to %d "
            "tokens\n",
            name, shape_of(&c).params / 1e9, bench_now_s() - t0, b->norm_qkv_max);
@@ -541,9 +544,7 @@ static int bench_preset(const char *name, double bw, double rate)
             rc = bench_decode(f, &c, batches[i], bw, &sh, name, "decode", logits);
     if (!rc && bench_selected(0))
         rc = bench_prefill(f, &c, bw, rate, &sh, name, "prefill", logits);
-    eng_forward_destroy(f);
-    eng_kv_pool_fini(&kv);
-    eng_backend_destroy(b);
+    rig_close(&r);
     if (!rc && bench_selected(-1))
         rc = bench_shared(m, bw, &sh, name);
     if (!rc && !(getenv("BENCH_QKV_OFF") && strcmp(getenv("BENCH_QKV_OFF"), "0") == 0))
