@@ -15,8 +15,6 @@
  * fp16, as the krn_dtype passed with it says; kernels reinterpret it as
  * __nv_bfloat16 or __half and compute in fp32. */
 typedef uint16_t krn_half;
-/* The name krn_half had when every 16-bit buffer was bf16. */
-typedef krn_half krn_bf16;
 
 /* The element type of the 16-bit buffers (weights, matmul inputs, KV) a
  * launcher reads or writes. */
