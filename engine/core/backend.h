@@ -245,6 +245,11 @@ struct eng_backend {
      * larger steps the ops they fuse. 0: never. Set by prepare() (the CUDA
      * backend checks its fused norm_qkv kernel there). */
     int32_t small_max, norm_qkv_max;
+    /* Steps of at least add_from tokens also close their sublayers with
+     * matmul_add and a plain rmsnorm (the projection accumulates into the
+     * residual stream instead of writing a product the fused add+norm reads
+     * back). 0: never. */
+    int32_t add_from;
     /* The largest vocabulary the sample op handles (0 without one). */
     int32_t sample_max_vocab;
     /* The 16-bit type in use once prepare() succeeded (BF16 or FP16 on CUDA);

@@ -67,6 +67,9 @@
 #define BLAS_WORKSPACE   ((size_t)32 << 20)
 #define LOGIT_CHUNK      ((size_t)1 << 20) /* floats per pinned half-buffer (4 MiB) */
 #define MLP_HALF_ROWS    64 /* from this many rows the gate|up product is kept in 16 bits */
+/* From this many tokens o_proj and down accumulate into the residual stream
+ * (cuBLAS beta 1) before a plain RMSNorm (eng_backend.add_from). */
+#define ADD_FROM_TOKENS 256
 /* The attention split (plan_attention): a sequence's tokens become prefill
  * tiles of the tensor-core kernel from TC_MIN_ROWS query rows (tokens x
  * group); decodes go to it from TC_DECODE_MIN_GROUP query heads per kv head
@@ -348,6 +351,7 @@ static bi_status gemv_init(cuda_backend *cb)
     g->part_floats = GEMV_PART_FLOATS;
     g->n_count = GEMV_COUNTERS;
     cb->base.small_max = KRN_GEMV_MAX_M;
+    cb->base.add_from = ADD_FROM_TOKENS;
     return BI_OK;
 }
 
@@ -356,7 +360,7 @@ static void gemv_fini(cuda_backend *cb)
     cudaFree(cb->gemv.part);
     cudaFree(cb->gemv.count);
     cb->gemv = (krn_gemv_ws){0};
-    cb->base.small_max = cb->base.norm_qkv_max = 0;
+    cb->base.small_max = cb->base.norm_qkv_max = cb->base.add_from = 0;
 }
 
 /* Drops every captured step (they name weights and buffers by address). */

@@ -174,6 +174,7 @@ static void forward_add_norm(eng_forward *f, const eng_wt *norm, int32_t n)
 /* Which fusions a step takes (eng_backend's small_max, norm_qkv_max). */
 typedef struct fwd_path {
     bool small; /* matmul_add and norm_mlp_in, where the backend has them */
+    bool add;   /* matmul_add (small steps, or from the backend's add_from tokens) */
     bool qkv;   /* norm_qkv: the attention input normalises x itself */
 } fwd_path;
 
@@ -186,7 +187,7 @@ static void forward_close(eng_forward *f, const fwd_path *p, eng_act *in, const 
     const eng_model_config *c = &f->m->cfg;
     const eng_backend_ops *o = f->b->ops;
     eng_act **a = f->act;
-    if (p->small && o->matmul_add) {
+    if (p->add && o->matmul_add) {
         o->matmul_add(f->b, a[ACT_X], in, w, n, c->d_model, K);
         if (norm)
             o->rmsnorm(f->b, a[ACT_H], a[ACT_X], norm, n, c->d_model, c->norm_eps);
@@ -272,7 +273,8 @@ static bi_status forward_run(eng_forward *f, const eng_fwd_batch *b, float *logi
     if (st != BI_OK)
         return st;
     const int d = c->d_model;
-    const fwd_path path = {b->n_tokens <= f->b->small_max,
+    const bool small = b->n_tokens <= f->b->small_max;
+    const fwd_path path = {small, small || (f->b->add_from > 0 && b->n_tokens >= f->b->add_from),
                            o->norm_qkv && b->n_tokens <= f->b->norm_qkv_max};
     o->embed(f->b, &plan, f->act[ACT_X], f->w->tok_embd, d);
     if (!path.qkv)

@@ -62,7 +62,8 @@ static __global__ void add_rmsnorm_kernel(T *__restrict__ h, float *__restrict__
 }
 
 // add_rmsnorm_kernel for rows of D % 4 == 0 and D <= THREADS * 4 * MAXV: the
-// row stays in registers (float4s), so x is read and written once.
+// row stays in registers (float4s), so x is read and written once. y NULL:
+// the norm alone (rmsnorm_half_kernel over all rows; x is only read).
 #define MAXV 8
 template <typename T>
 static __global__ void __launch_bounds__(THREADS)
@@ -79,9 +80,12 @@ static __global__ void __launch_bounds__(THREADS)
     for (int k = 0; k < MAXV; k++) {
         const int i = threadIdx.x + k * THREADS;
         if (i < n4) {
-            float4 a = xr[i], b = yr[i];
-            a.x += b.x, a.y += b.y, a.z += b.z, a.w += b.w;
-            xr[i] = a;
+            float4 a = xr[i];
+            if (y) {
+                const float4 b = yr[i];
+                a.x += b.x, a.y += b.y, a.z += b.z, a.w += b.w;
+                xr[i] = a;
+            }
             v[k] = a;
             ss += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
         }
@@ -140,7 +144,12 @@ extern "C" bi_status krn_rmsnorm_half(krn_half *y, const float *x, const int32_t
         return BI_OK;
     return krn_dispatch(dt, [&](auto t) {
         using T = decltype(t);
-        rmsnorm_half_kernel<T><<<M, THREADS, 0, stream>>>(hv<T>(y), x, rows, w, D, eps);
+        if (!rows && D % 4 == 0 && D <= THREADS * 4 * MAXV &&
+            ((uintptr_t)x | (uintptr_t)w) % 16 == 0 && (uintptr_t)y % 8 == 0)
+            add_rmsnorm4_kernel<T>
+                <<<M, THREADS, 0, stream>>>(hv<T>(y), const_cast<float *>(x), nullptr, w, D, eps);
+        else
+            rmsnorm_half_kernel<T><<<M, THREADS, 0, stream>>>(hv<T>(y), x, rows, w, D, eps);
         return krn_launched();
     });
 }
