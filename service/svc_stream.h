@@ -49,7 +49,8 @@ typedef struct svc_streams svc_streams;
 typedef struct svc_stream {
     uint64_t id;
     uint64_t gen_id;
-    char *rid; /* client request id ("" when none) */
+    char *rid;       /* client request id ("" when none) */
+    uint64_t digest; /* FNV-1a of the Generate request's bytes (svc_generate's retry check) */
     svc_streams *table;
 
     /* guarded by the table lock (written by the worker) */

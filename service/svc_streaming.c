@@ -22,6 +22,39 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* 64-bit FNV-1a of a request's bytes. */
+static uint64_t request_digest(const uint8_t *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+typedef struct retry_find {
+    const char *rid;
+    uint64_t digest;
+    svc_stream *found;
+} retry_find;
+
+static void retry_match(void *user, svc_stream *st)
+{
+    retry_find *f = user;
+    if (!f->found && !st->abandoned && st->digest == f->digest && !strcmp(st->rid, f->rid))
+        f->found = st;
+}
+
+/* The open stream of an earlier Generate with the same client_request_id
+ * and the same request bytes, or NULL: nng resends a request whose reply a
+ * dropped connection lost, and the retry must not start a second generation. */
+static svc_stream *generate_retry(svc_server *s, const char *rid, uint64_t digest)
+{
+    retry_find f = {rid, digest, NULL};
+    if (rid && rid[0])
+        svc_streams_each(&s->streams, retry_match, &f);
+    return f.found;
+}
+
 void svc_generate(svc_server *s, svc_call *c, const Braid__V1__RpcRequest *env, svc_result *res)
 {
     (void)c;
@@ -35,6 +68,20 @@ void svc_generate(svc_server *s, svc_call *c, const Braid__V1__RpcRequest *env, 
         svc_unpack(&braid__v1__generate_request__descriptor, &env->payload, res);
     if (!rq)
         return;
+    const uint64_t digest = request_digest(env->payload.data, env->payload.len);
+    svc_stream *prev = generate_retry(s, rq->client_request_id, digest);
+    if (prev) {
+        Braid__V1__GenerateReply *reply = svc_arena_alloc(res, sizeof *reply);
+        if (reply) {
+            braid__v1__generate_reply__init(reply);
+            reply->stream_id = prev->id;
+            res->reply = &reply->base;
+        }
+        BI_LOGI(prev->rid, "Generate repeated (same client_request_id and request): stream %016llx",
+                (unsigned long long)prev->id);
+        braid__v1__generate_request__free_unpacked(rq, NULL);
+        return;
+    }
     svc_gen g;
     svc_stream *st = NULL;
     eng_stats es;
@@ -57,6 +104,7 @@ void svc_generate(svc_server *s, svc_call *c, const Braid__V1__RpcRequest *env, 
         if (st) {
             uint64_t gen_id = 0;
             st->last_poll_ms = uv_now(s->loop);
+            st->digest = digest;
             rc = eng_generate(s->eng, &g.p, svc_stream_on_event, st, &gen_id, res->message,
                               sizeof res->message);
             if (rc != BI_OK) {

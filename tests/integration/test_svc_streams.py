@@ -3,7 +3,8 @@
 A generation streamed with StreamNext has contiguous seq numbers; a poll
 repeated with an old ack_seq (from another connection) returns the same events
 (resume); the final event stays until acknowledged, then the stream is gone;
-Cancel ends a stream with CANCELLED; a deadline ends one with DEADLINE_EXCEEDED;
+a Generate repeated with the same client_request_id and bytes answers the
+same stream; Cancel ends a stream with CANCELLED; a deadline ends one with DEADLINE_EXCEEDED;
 --max-streams is answered with RESOURCE_EXHAUSTED; concurrent streams on one
 connection each get every token in order; a stream nobody polls is cancelled
 after --stream-idle-timeout and its KV pages return.
@@ -60,6 +61,20 @@ try:
     code, msg, _ = c.call("StreamNext", pb.StreamNextRequest(stream_id=sid, ack_seq=ack))
     assert code == pb.NOT_FOUND, msg
     print("ok  final event kept until acknowledged, then NOT_FOUND")
+
+    # A Generate repeated with the same client_request_id and bytes (what nng
+    # resends when a dropped connection lost the reply) answers the same
+    # stream; the same id with another request gets its own.
+    gens0 = c.ok("Stats", pb.StatsRequest()).generations
+    a = gen(c, client_request_id="retry-1", ignore_eos=True)
+    b = gen(c, client_request_id="retry-1", ignore_eos=True)
+    d = gen(c, client_request_id="retry-1", ignore_eos=True, max_tokens=4)
+    assert a == b and d != a, (a, b, d)
+    ea, ed = stream_all(c, a), stream_all(c, d)
+    assert len(ea) == 9 and len(ed) == 5, (len(ea), len(ed))
+    _ = c.ok("Stats", pb.StatsRequest())
+    assert _.generations == gens0 + 2, (_.generations, gens0)
+    print("ok  a repeated Generate answers its open stream; one generation ran")
 
     # Resume: the same poll repeated from a new connection returns the same events.
     sid = gen(c)
