@@ -285,6 +285,9 @@ typedef struct braid_gen_request {
     int retain_output;        /* register the answer as an ASSISTANT chunk */
     int no_generation_prompt; /* do not append the assistant prompt */
     uint64_t timeout_ms;      /* deadline of the whole generation; 0: none */
+    /* echoed in braidd's logs and the final event; NULL: a random one (braidd
+     * answers a call repeated with the same id and bytes, e.g. resent after a
+     * dropped connection, with its first stream) */
     const char *client_request_id;
 } braid_gen_request;
 

@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
+
 #include "client_internal.h"
 #include "common/alloc.h"
 #include "common/utf8.h"
@@ -51,6 +54,7 @@ typedef struct gen_msg {
     Braid__V1__Part *parts;
     Braid__V1__Part **part_ptrs;
     Braid__V1__TokenIds *toks;
+    char rid[24]; /* the generated client_request_id when the caller gave none */
 } gen_msg;
 
 static void gen_msg_free(gen_msg *g)
@@ -198,7 +202,14 @@ static braid_status build_request(const braid_gen_request *r, gen_msg *g)
     q->retain_output = r->retain_output != 0;
     q->no_generation_prompt = r->no_generation_prompt != 0;
     q->timeout_ms = r->timeout_ms;
-    q->client_request_id = (char *)(r->client_request_id ? r->client_request_id : "");
+    if (r->client_request_id) {
+        q->client_request_id = (char *)r->client_request_id;
+    } else {
+        /* an id of our own, so that braidd recognises this call if nng
+         * resends it after a dropped connection */
+        snprintf(g->rid, sizeof g->rid, "c-%08x%08x", nng_random(), nng_random());
+        q->client_request_id = g->rid;
+    }
     return BRAID_OK;
 }
 

@@ -95,6 +95,10 @@ static void test_c_chunk_reuse(void **state)
     braid_final f1, f2;
     run_alone(c, &req, ids, &f1);
     run_alone(c, &req, ids, &f2);
+    /* no client_request_id given: each call carried one of its own */
+    assert_memory_equal(f1.client_request_id, "c-", 2);
+    assert_int_equal(strlen(f1.client_request_id), 18);
+    assert_string_not_equal(f1.client_request_id, f2.client_request_id);
     assert_int_equal(f2.usage.prompt_tokens, f1.usage.prompt_tokens);
     assert_true(f2.usage.cached_prompt_tokens >= sys.num_tokens + doc.num_tokens);
     assert_true(f2.usage.cached_prompt_tokens > f1.usage.cached_prompt_tokens);

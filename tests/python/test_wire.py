@@ -58,6 +58,12 @@ def test_wire_options_fill_sampling_with_presence() -> None:
     assert r.timeout_ms == 1500 and r.client_request_id == "req-1"
 
 
+def test_wire_generate_gets_its_own_request_id() -> None:
+    # without one, each call carries a fresh id (braidd answers a resent call with its stream)
+    a, b = (_wire.generate_request("hi", {}).client_request_id for _ in range(2))
+    assert a.startswith("py-") and len(a) == 19 and a != b
+
+
 def test_wire_unset_options_stay_unset() -> None:
     s = _wire.generate_request("hi", {"temperature": None}).sampling
     assert not s.HasField("temperature") and not s.HasField("seed") and not s.HasField("logprobs")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import secrets
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Type, TypedDict, TypeVar
 
 from google.protobuf.message import DecodeError, Message
@@ -352,6 +353,10 @@ def generate_request(parts: Any, options: Dict[str, Any]) -> pb.GenerateRequest:
         req.timeout_ms = min(_UINT64_MAX, max(1, int(math.ceil(d * 1000))))
     if "client_request_id" in o:
         req.client_request_id = _str("client_request_id", o["client_request_id"])
+    else:
+        # an id of our own, so that braidd recognises this call if nng resends
+        # it after a dropped connection
+        req.client_request_id = "py-" + secrets.token_hex(8)
     return req
 
 
