@@ -157,6 +157,8 @@ typedef struct cuda_backend {
     int32_t *ap_jobs, *ap_sh, *ap_dec, *ap_extra, *ap_flag; /* ap_flag: per segment */
     struct cand *cands;
     size_t cand_cap;
+    int32_t *seq_mode, *seq_first; /* per sequence: its seq_kind, its first segment in seg_info */
+    size_t seq_cap;
     size_t n_jobs, n_sh, n_dec, n_dec_split; /* n_dec_split: dec[] tokens of the split kernel */
     bool dec_on;        /* dec[] is uploaded (else every token is the per-token kernel's) */
     int64_t fault_step; /* BRAID_CUDA_FAULT_STEP (tests): this step fails as a device error */
@@ -632,18 +634,13 @@ static bi_status grow_device(void **p, size_t *cap, size_t need, size_t elem)
  * tail that names pages outside the pool (on the device that would be a wild
  * write, so it is checked here). */
 static bi_status plan_size(const cuda_backend *cb, const eng_plan *plan, size_t *n_segs,
-                           size_t *n_pages, int64_t *max_keys)
+                           size_t *n_pages)
 {
     const eng_fwd_batch *b = plan->batch;
     const eng_kv_pool *kv = cb->kv;
     size_t segs = 0, pages = 0;
-    *max_keys = 0;
     for (int s = 0; s < b->n_seqs; s++) {
         const eng_fwd_seq *q = &b->seqs[s];
-        int64_t keys = (int64_t)q->tail_len + q->n_new;
-        for (int i = 0; i < q->n_segs; i++)
-            keys += q->segs[i].len;
-        *max_keys = keys > *max_keys ? keys : *max_keys;
         for (int i = 0; i < q->n_segs; i++) {
             const eng_seg *g = &q->segs[i];
             int32_t np = eng_kv_pages_for(kv, g->len);
@@ -798,11 +795,43 @@ static int64_t seq_keys(const eng_fwd_seq *q)
     return keys;
 }
 
-/* A sequence with prefill tiles is split over its keys when the step has few
- * tiles and it attends long levels (SPLIT_PREFILL_KEYS keys or more). */
-static bool split_seq(const eng_fwd_seq *q, bool few_tiles)
+/* How a sequence's tokens are attended this step (plan_attention). */
+enum {
+    SEQ_PLAIN, /* per token: the split kernel or decode jobs, shared levels possible */
+    SEQ_TILES, /* prefill tiles of the tensor-core kernel */
+    SEQ_SPLIT, /* tiles too few to fill the GPU, with long levels: member jobs over key slices
+                  (SPLIT_PREFILL_KEYS keys or more) */
+};
+
+/* Fills cb->seq_mode and cb->seq_first for the batch. */
+static bi_status plan_seqs(cuda_backend *cb, const eng_fwd_batch *b, bool tc, int G, int T)
 {
-    return few_tiles && seq_keys(q) >= SPLIT_PREFILL_KEYS;
+    if ((size_t)b->n_seqs > cb->seq_cap) {
+        int32_t *m = bi_reallocarray(cb->seq_mode, (size_t)b->n_seqs, sizeof *m);
+        if (m)
+            cb->seq_mode = m;
+        int32_t *f = bi_reallocarray(cb->seq_first, (size_t)b->n_seqs, sizeof *f);
+        if (f)
+            cb->seq_first = f;
+        if (!m || !f)
+            return BI_NOMEM;
+        cb->seq_cap = (size_t)b->n_seqs;
+    }
+    int64_t tiles = 0;
+    int32_t first = 0;
+    for (int s = 0; s < b->n_seqs; first += b->seqs[s].n_segs, s++) {
+        const eng_fwd_seq *q = &b->seqs[s];
+        cb->seq_first[s] = first;
+        cb->seq_mode[s] = tc && (int64_t)q->n_new * G >= TC_MIN_ROWS ? SEQ_TILES : SEQ_PLAIN;
+        if (cb->seq_mode[s] == SEQ_TILES)
+            tiles += (q->n_new + T - 1) / T;
+    }
+    /* a short query after long cached chunks: too few tiles for the GPU */
+    if (tiles * cb->m->cfg.n_kv_head < cb->n_sm)
+        for (int s = 0; s < b->n_seqs; s++)
+            if (cb->seq_mode[s] == SEQ_TILES && seq_keys(&b->seqs[s]) >= SPLIT_PREFILL_KEYS)
+                cb->seq_mode[s] = SEQ_SPLIT;
+    return BI_OK;
 }
 
 /* Member-list jobs for the ntok consecutive tokens dec[d0 ..] of one
@@ -814,11 +843,8 @@ static void plan_member_jobs(cuda_backend *cb, const eng_plan *plan, size_t d0, 
 {
     const int32_t tok = cb->ap_dec[d0], s = plan->tok_seq[tok];
     const int32_t last = cb->ap_dec[d0 + (size_t)ntok - 1];
-    const eng_fwd_batch *b = plan->batch;
-    const eng_fwd_seq *q = &b->seqs[s];
-    int32_t first = 0;
-    for (int k = 0; k < s; k++)
-        first += b->seqs[k].n_segs;
+    const eng_fwd_seq *q = &plan->batch->seqs[s];
+    const int32_t first = cb->seq_first[s];
     for (int lv = 0; lv <= q->n_segs; lv++) {
         const bool tail = lv == q->n_segs;
         if (!tail && (cb->ap_flag[first + lv] || q->segs[lv].len == 0))
@@ -873,18 +899,14 @@ static bi_status plan_attention(cuda_backend *cb, const eng_plan *plan, size_t n
     const bool cascade = tc && cb->cascade_on;
     const int T = tc ? krn_attn_tc_tokens(c->n_head, c->n_kv_head) : 1;
     const bool tc_dec = tc && cb->tc_decode_on && G >= TC_DECODE_MIN_GROUP;
-    /* Prefill tiles too few to fill the GPU (a short query after long cached
-     * chunks) are cut over their keys like decodes ("split" sequences). */
-    int64_t tiles = 0;
-    for (int s = 0; tc && s < b->n_seqs; s++)
-        if ((int64_t)b->seqs[s].n_new * G >= TC_MIN_ROWS)
-            tiles += (b->seqs[s].n_new + T - 1) / T;
-    const bool few_tiles = tiles * c->n_kv_head < cb->n_sm;
+    bi_status st = plan_seqs(cb, b, tc, G, T);
+    if (st != BI_OK)
+        return st;
     size_t nc = 0, dec_levels = 0;
     int64_t dec_keys = 0;
     for (int s = 0; s < b->n_seqs; s++) {
         const eng_fwd_seq *q = &b->seqs[s];
-        if (tc && (int64_t)q->n_new * G >= TC_MIN_ROWS && !split_seq(q, few_tiles))
+        if (cb->seq_mode[s] == SEQ_TILES)
             continue;
         if (cascade && q->n_new == 1)
             for (int i = 0; i < q->n_segs; i++)
@@ -925,12 +947,13 @@ static bi_status plan_attention(cuda_backend *cb, const eng_plan *plan, size_t n
     memset(cb->ap_flag, 0, n_segs * sizeof(int32_t));
     cb->n_jobs = cb->n_sh = cb->n_dec = 0;
     size_t n_cand = 0;
-    int32_t t = 0, first = 0;
+    int32_t t = 0;
     for (int s = 0; s < b->n_seqs; s++) {
         const eng_fwd_seq *q = &b->seqs[s];
-        if (tc && (int64_t)q->n_new * G >= TC_MIN_ROWS && split_seq(q, few_tiles)) {
+        const int32_t first = cb->seq_first[s];
+        if (cb->seq_mode[s] == SEQ_SPLIT) {
             /* after the per-token kernel's tokens (below) */
-        } else if (tc && (int64_t)q->n_new * G >= TC_MIN_ROWS) {
+        } else if (cb->seq_mode[s] == SEQ_TILES) {
             /* last tile first: the causal tail makes later tiles the longest,
              * and blocks start in job order */
             for (int32_t k = (q->n_new - 1) / T * T; k >= 0; k -= T) {
@@ -954,7 +977,6 @@ static bi_status plan_attention(cuda_backend *cb, const eng_plan *plan, size_t n
             }
         }
         t += q->n_new;
-        first += q->n_segs;
     }
     /* the split sequences' tokens, after every token of the per-token kernel */
     const size_t n_plain = cb->n_dec;
@@ -962,7 +984,7 @@ static bi_status plan_attention(cuda_backend *cb, const eng_plan *plan, size_t n
     t = 0;
     for (int s = 0; s < b->n_seqs; t += b->seqs[s].n_new, s++) {
         const eng_fwd_seq *q = &b->seqs[s];
-        if (!(tc && (int64_t)q->n_new * G >= TC_MIN_ROWS && split_seq(q, few_tiles)))
+        if (cb->seq_mode[s] != SEQ_SPLIT)
             continue;
         split_keys += seq_keys(q) * ((q->n_new + T - 1) / T);
         for (int32_t i = 0; i < q->n_new; i++) {
@@ -981,14 +1003,13 @@ static bi_status plan_attention(cuda_backend *cb, const eng_plan *plan, size_t n
     /* The per-token kernel's split: over its tokens' remaining keys. */
     int64_t max_keys = 0, rest_keys = 0;
     int32_t max_extra = 0;
-    first = 0;
-    for (int s = 0; s < b->n_seqs; first += b->seqs[s].n_segs, s++) {
+    for (int s = 0; s < b->n_seqs; s++) {
         const eng_fwd_seq *q = &b->seqs[s];
-        if (tc && (int64_t)q->n_new * G >= TC_MIN_ROWS)
-            continue; /* tiles and split sequences */
+        if (cb->seq_mode[s] != SEQ_PLAIN)
+            continue;
         int64_t keys = (int64_t)q->tail_len + q->n_new;
         for (int k = 0; k < q->n_segs; k++)
-            if (!cb->ap_flag[first + k])
+            if (!cb->ap_flag[cb->seq_first[s] + k])
                 keys += q->segs[k].len;
         max_keys = keys > max_keys ? keys : max_keys;
         rest_keys += keys * q->n_new;
@@ -1052,13 +1073,11 @@ static bi_status cuda_begin(eng_backend *b, const eng_plan *plan)
     if (cudaSetDevice(cb->device) != cudaSuccess)
         return BI_DEVICE;
     size_t n_segs, n_pages;
-    int64_t max_keys;
-    bi_status st = plan_size(cb, plan, &n_segs, &n_pages, &max_keys);
+    bi_status st = plan_size(cb, plan, &n_segs, &n_pages);
     if (st == BI_OK)
         st = plan_attention(cb, plan, n_segs);
     if (st != BI_OK)
         return st;
-    (void)max_keys; /* plan_attention chose the split over the per-token kernel's keys */
     size_t need = 4 * (size_t)bt->n_tokens + (size_t)plan->n_logits +
                   (size_t)bt->n_seqs * KRN_SEQ_FIELDS + n_segs * KRN_SEG_FIELDS + n_pages +
                   cb->n_jobs * KRN_JOB_FIELDS + cb->n_sh * KRN_SH_FIELDS +
@@ -2149,6 +2168,8 @@ static void cuda_destroy(eng_backend *b)
     bi_free(cb->log);
     bi_free(cb->ap);
     bi_free(cb->cands);
+    bi_free(cb->seq_mode);
+    bi_free(cb->seq_first);
     if (cb->blas)
         cublasDestroy(cb->blas);
     if (cb->stream)
