@@ -115,6 +115,14 @@ static __global__ void __launch_bounds__(THREADS)
     }
 }
 
+// Whether add_rmsnorm4_kernel takes rows of D with these pointers (16-byte
+// float4 loads, 8-byte stores of four 16-bit outputs).
+static bool rows4_ok(int D, const void *x, const void *y, const void *w, const void *h)
+{
+    return D % 4 == 0 && D <= THREADS * 4 * MAXV &&
+           ((uintptr_t)x | (uintptr_t)y | (uintptr_t)w) % 16 == 0 && (uintptr_t)h % 8 == 0;
+}
+
 extern "C" bi_status krn_add_rmsnorm_half(krn_half *h, float *x, const float *y, const float *w,
                                           int M, int D, float eps, krn_dtype dt,
                                           cudaStream_t stream)
@@ -125,8 +133,7 @@ extern "C" bi_status krn_add_rmsnorm_half(krn_half *h, float *x, const float *y,
         return BI_OK;
     return krn_dispatch(dt, [&](auto t) {
         using T = decltype(t);
-        if (D % 4 == 0 && D <= THREADS * 4 * MAXV &&
-            ((uintptr_t)x | (uintptr_t)y | (uintptr_t)w) % 16 == 0 && (uintptr_t)h % 8 == 0)
+        if (rows4_ok(D, x, y, w, h))
             add_rmsnorm4_kernel<T><<<M, THREADS, 0, stream>>>(hv<T>(h), x, y, w, D, eps);
         else
             add_rmsnorm_kernel<T><<<M, THREADS, 0, stream>>>(hv<T>(h), x, y, w, D, eps);
@@ -144,8 +151,7 @@ extern "C" bi_status krn_rmsnorm_half(krn_half *y, const float *x, const int32_t
         return BI_OK;
     return krn_dispatch(dt, [&](auto t) {
         using T = decltype(t);
-        if (!rows && D % 4 == 0 && D <= THREADS * 4 * MAXV &&
-            ((uintptr_t)x | (uintptr_t)w) % 16 == 0 && (uintptr_t)y % 8 == 0)
+        if (!rows && rows4_ok(D, x, nullptr, w, y))
             add_rmsnorm4_kernel<T>
                 <<<M, THREADS, 0, stream>>>(hv<T>(y), const_cast<float *>(x), nullptr, w, D, eps);
         else

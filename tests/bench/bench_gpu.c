@@ -54,6 +54,54 @@
 #define MAX_BATCH 256
 #define PAGE      16
 
+/* Median seconds of n runs of fn(arg) on the default stream, timed with CUDA
+ * events after `warm` untimed ones (n <= 16). */
+static double event_median(void (*fn)(void *), void *arg, int warm, int n)
+{
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    double t[16];
+    for (int i = 0; i < warm + n; i++) {
+        cudaEventRecord(e0, 0);
+        fn(arg);
+        cudaEventRecord(e1, 0);
+        cudaEventSynchronize(e1);
+        float ms;
+        cudaEventElapsedTime(&ms, e0, e1);
+        if (i >= warm)
+            t[i - warm] = ms * 1e-3;
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    return bench_median(t, n);
+}
+
+typedef struct copy_args {
+    void *dst;
+    const void *src;
+    size_t bytes;
+} copy_args;
+
+static void run_copy(void *arg)
+{
+    copy_args *a = arg;
+    cudaMemcpyAsync(a->dst, a->src, a->bytes, cudaMemcpyDeviceToDevice, 0);
+}
+
+typedef struct gemm_args {
+    cublasHandle_t h;
+    float *y;
+    const krn_half *x, *w;
+    int n;
+} gemm_args;
+
+static void run_gemm(void *arg)
+{
+    gemm_args *a = arg;
+    krn_gemm(a->h, a->y, a->x, a->w, a->n, a->n, a->n, KRN_BF16);
+}
+
 /* Device-to-device copy bandwidth, bytes read + written per second. */
 static double copy_bandwidth(void)
 {
@@ -62,23 +110,11 @@ static double copy_bandwidth(void)
     if (cudaMalloc(&a, bytes) != cudaSuccess || cudaMalloc(&b, bytes) != cudaSuccess)
         return 0;
     cudaMemset(a, 1, bytes);
-    cudaEvent_t e0, e1;
-    cudaEventCreate(&e0);
-    cudaEventCreate(&e1);
-    double t[10];
-    for (int i = 0; i < 12; i++) {
-        cudaEventRecord(e0, 0);
-        cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, 0);
-        cudaEventRecord(e1, 0);
-        cudaEventSynchronize(e1);
-        float ms;
-        cudaEventElapsedTime(&ms, e0, e1);
-        if (i >= 2)
-            t[i - 2] = ms * 1e-3;
-    }
+    copy_args args = {b, a, bytes};
+    double sec = event_median(run_copy, &args, 2, 10);
     cudaFree(a);
     cudaFree(b);
-    return 2.0 * bytes / bench_median(t, 10);
+    return 2.0 * bytes / sec;
 }
 
 /* bf16 GEMM rate (FLOP/s) cuBLAS reaches on 8192^3, random inputs. */
@@ -101,25 +137,13 @@ static double gemm_rate(void)
     free(stage);
     cublasHandle_t hd;
     cublasCreate(&hd);
-    cudaEvent_t e0, e1;
-    cudaEventCreate(&e0);
-    cudaEventCreate(&e1);
-    double t[8];
-    for (int i = 0; i < 10; i++) {
-        cudaEventRecord(e0, 0);
-        krn_gemm(hd, y, x, w, n, n, n, KRN_BF16);
-        cudaEventRecord(e1, 0);
-        cudaEventSynchronize(e1);
-        float ms;
-        cudaEventElapsedTime(&ms, e0, e1);
-        if (i >= 2)
-            t[i - 2] = ms * 1e-3;
-    }
+    gemm_args args = {hd, y, x, w, n};
+    double sec = event_median(run_gemm, &args, 2, 8);
     cublasDestroy(hd);
     cudaFree(x);
     cudaFree(w);
     cudaFree(y);
-    return 2.0 * n * n * (double)n / bench_median(t, 8);
+    return 2.0 * n * n * (double)n / sec;
 }
 
 typedef struct shape {
