@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "common/alloc.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "core/engine.h"
 #include "svc_priv.h"
@@ -20,15 +21,6 @@ static int64_t mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* 64-bit FNV-1a of a request's bytes. */
-static uint64_t request_digest(const uint8_t *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 1099511628211ull;
-    return h;
 }
 
 typedef struct retry_find {
@@ -68,7 +60,7 @@ void svc_generate(svc_server *s, svc_call *c, const Braid__V1__RpcRequest *env, 
         svc_unpack(&braid__v1__generate_request__descriptor, &env->payload, res);
     if (!rq)
         return;
-    const uint64_t digest = request_digest(env->payload.data, env->payload.len);
+    const uint64_t digest = bi_fnv1a(env->payload.data, env->payload.len);
     svc_stream *prev = generate_retry(s, rq->client_request_id, digest);
     if (prev) {
         Braid__V1__GenerateReply *reply = svc_arena_alloc(res, sizeof *reply);

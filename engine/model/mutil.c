@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/hash.h"
 #include "common/utf8.h"
 
 bi_status eng_errf(char *err, size_t err_size, bi_status s, const char *fmt, ...)
@@ -73,10 +74,7 @@ bool eng_utf8_valid(const char *str, size_t n)
 
 static uint64_t name_hash(const char *s)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
+    return bi_fnv1a(s, strlen(s));
 }
 
 bi_status eng_name_index_init(eng_name_index *ix, size_t expected)

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "tokenizer/tok_internal.h"
 
@@ -109,10 +110,7 @@ size_t tok_utf8_encode(uint32_t cp, char *out)
 
 static uint64_t hash_bytes(const char *s, size_t n)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
-    return h | 1; /* never 0, so a zero key can mean nothing */
+    return bi_fnv1a(s, n) | 1; /* never 0, so a zero key can mean nothing */
 }
 
 static uint64_t mix64(uint64_t x)
